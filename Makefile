@@ -1,0 +1,55 @@
+# airflow-cluster: the two commands of the quick start are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+WORKERS ?= 2
+# Host packages the lab needs (debootstrap, systemd-nspawn, squid) and the tools the tests call.
+HOST_PACKAGES := debootstrap systemd-container squid iproute2 openssh-client rsync curl
+
+.PHONY: help host-deps venv demo lab-up lab-down deploy verify lint pytest molecule test clean
+
+help:
+	@echo "make demo    lab (1 master + $(WORKERS) workers) + cluster + verify, then print URLs and credentials"
+	@echo "make test    lint + pytest + molecule scenarios (the CI command)"
+	@echo "make lab-down  remove the lab"
+
+host-deps:
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing host packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(BIN)/airflow-cluster: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(BIN)/airflow-cluster
+
+demo: host-deps venv
+	$(BIN)/airflow-cluster lab up --workers $(WORKERS)
+	$(BIN)/ansible all -i inventory/lab -m ansible.builtin.ping
+
+lab-up: host-deps venv
+	$(BIN)/airflow-cluster lab up --workers $(WORKERS)
+
+lab-down: venv
+	$(BIN)/airflow-cluster lab down
+
+lint: venv
+	$(BIN)/ruff check airflow_cluster tests benchmarks
+	$(BIN)/ansible-lint
+
+pytest: host-deps venv
+	$(BIN)/pytest -q
+
+molecule: host-deps venv
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test --all
+
+test: lint pytest molecule
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,3 @@
+from airflow_cluster.cli import main
+
+raise SystemExit(main())
