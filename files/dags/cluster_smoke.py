@@ -1,0 +1,50 @@
+"""cluster_smoke: one task on every Celery worker, each recording the host that ran it.
+
+Each worker consumes a queue named after its inventory host name; the worker list comes from
+/etc/airflow/cluster.json, which site.yml writes on every node.
+"""
+
+import json
+import socket
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import dag, task
+
+CLUSTER_FILE = Path("/etc/airflow/cluster.json")
+
+
+def cluster_workers() -> list[str]:
+    try:
+        return json.loads(CLUSTER_FILE.read_text())["workers"]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+@dag(
+    dag_id="cluster_smoke",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    is_paused_upon_creation=False,
+    tags=["airflow-cluster"],
+    doc_md=__doc__,
+)
+def cluster_smoke():
+    @task
+    def plan() -> list[str]:
+        return cluster_workers()
+
+    planned = plan()
+    for worker in cluster_workers():
+
+        @task(task_id=f"on_{worker.replace('-', '_').replace('.', '_')}", queue=worker)
+        def run_on(expected: str = worker) -> dict:
+            host = socket.gethostname()
+            print(f"cluster_smoke: expected {expected}, ran on {host}")
+            return {"expected": expected, "host": host}
+
+        planned >> run_on()
+
+
+cluster_smoke()
