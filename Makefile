@@ -7,7 +7,7 @@ WORKERS ?= 2
 # Host packages the lab needs (debootstrap, systemd-nspawn, squid) and the tools the tests call.
 HOST_PACKAGES := debootstrap systemd-container squid iproute2 openssh-client rsync curl
 
-.PHONY: help host-deps venv demo lab-up lab-down deploy verify lint pytest molecule test clean
+.PHONY: help host-deps venv demo lab-up lab-down lint pytest molecule test clean
 
 help:
 	@echo "make demo    lab (1 master + $(WORKERS) workers) + cluster + verify, then print URLs and credentials"
@@ -31,7 +31,8 @@ venv: $(BIN)/airflow-cluster
 
 demo: host-deps venv
 	$(BIN)/airflow-cluster lab up --workers $(WORKERS)
-	$(BIN)/ansible all -i inventory/lab -m ansible.builtin.ping
+	$(BIN)/ansible-playbook -i inventory/lab playbooks/site.yml
+	$(BIN)/ansible-playbook -i inventory/lab playbooks/verify.yml
 
 lab-up: host-deps venv
 	$(BIN)/airflow-cluster lab up --workers $(WORKERS)
