@@ -647,18 +647,18 @@ def up(workers: int, spare: int = 0, distro: str = "bookworm", subnet: str | Non
     check_host()
     with lab_lock():
         state = load_state()
+        # Validate what the user typed before comparing it with the running lab.
+        net = parse_subnet(subnet or (state or {}).get("subnet") or DEFAULT_SUBNET)
+        check_subnet_free(net)
         if state and state.get("machines"):
             if state["distro"] != distro:
                 raise LabError(
                     f"the lab runs {state['distro']}; run `airflow-cluster lab down` before creating a {distro} lab"
                 )
-            if subnet and subnet != state["subnet"]:
+            if str(net) != state["subnet"]:
                 raise LabError(
-                    f"the lab uses subnet {state['subnet']}; run `airflow-cluster lab down` before "
-                    f"moving it to {subnet}"
+                    f"the lab uses subnet {state['subnet']}; run `airflow-cluster lab down` before moving it to {net}"
                 )
-        net = parse_subnet(subnet or (state or {}).get("subnet") or DEFAULT_SUBNET)
-        check_subnet_free(net)
 
         started = time.monotonic()
         old = {m.name: m for m in state_machines(state or {})}
