@@ -235,16 +235,53 @@ def nspawn_pids(machine: Machine) -> list[int]:
 
 
 def container_pids(machine: Machine) -> list[int]:
-    """Processes whose root directory is the machine's root filesystem (the machine's own processes)."""
-    root = str(machine.root)
+    """Processes whose root directory is the machine's root filesystem (the machine's own processes).
+
+    readlink(/proc/PID/root) shows "/" for a process in another mount namespace, so compare the
+    directory's identity (device, inode) through the magic link instead.
+    """
+    try:
+        st = os.stat(machine.root)
+    except OSError:
+        return []
+    want = (st.st_dev, st.st_ino)
     pids = []
     for pid in _proc_entries():
         try:
-            if os.readlink(f"/proc/{pid}/root") == root:
-                pids.append(pid)
+            rst = os.stat(f"/proc/{pid}/root")
         except OSError:
             continue
+        if (rst.st_dev, rst.st_ino) == want and pid != os.getpid():
+            pids.append(pid)
     return pids
+
+
+def orphaned_inits() -> list[int]:
+    """PID 1 of nspawn machines whose root directory was deleted: leftovers of removed lab machines."""
+    pids = []
+    for pid in _proc_entries():
+        try:
+            if not os.readlink(f"/proc/{pid}/root").endswith("(deleted)"):
+                continue
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                if b"container=systemd-nspawn" not in fh.read().split(b"\0"):
+                    continue
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        nspid = next((line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), [])
+        if len(nspid) > 1 and nspid[-1] == "1":
+            pids.append(pid)
+    return pids
+
+
+def reap_orphans() -> None:
+    orphans = orphaned_inits()
+    if orphans:
+        say(f"Stopping {len(orphans)} leftover machine(s) whose disks were already removed")
+        _kill(orphans, signal.SIGKILL)  # killing a PID namespace's init ends every process in it
+        with contextlib.suppress(LabError):
+            wait_for("leftover machines to exit", lambda: not orphaned_inits(), 30)
 
 
 def container_init(machine: Machine) -> int | None:
@@ -673,6 +710,7 @@ def up(workers: int, spare: int = 0, distro: str = "bookworm", subnet: str | Non
                 say(f"Removing {name}")
                 destroy_machine(m)
 
+        reap_orphans()
         ensure_lab_key()
         ensure_bridge(net)
         ensure_proxy(net)
@@ -732,6 +770,7 @@ def down() -> None:
         for m in machines:
             say(f"Removing {m.name}")
             destroy_machine(m)
+        reap_orphans()
         stop_proxy()
         if link_exists(BRIDGE):
             run(["ip", "link", "del", BRIDGE])
