@@ -51,6 +51,11 @@ HOST_TOOLS = {
 GROUPS = ("airflow_master", "airflow_workers", "lab_spare")
 NSPAWN_REBOOT_EXIT = 133  # systemd-nspawn exits with this when the machine asks for a reboot
 BOOT_TIMEOUT = 180
+CONTAINER_MASKED_UNITS = (
+    "systemd-update-utmp-runlevel.service",
+    "systemd-ask-password-console.path",
+    "systemd-ask-password-wall.path",
+)
 
 
 class LabError(Exception):
@@ -523,6 +528,11 @@ def create_machine(m: Machine, distro: str, net: ipaddress.IPv4Network) -> None:
     ak.write_text(authorized_keys())
     ak.chmod(0o600)
     run(["ssh-keygen", "-A", "-f", str(tmp)])
+    # Units with no job in a container that can fail a boot under load and mark the machine degraded.
+    for unit in CONTAINER_MASKED_UNITS:
+        link = tmp / "etc/systemd/system" / unit
+        link.unlink(missing_ok=True)
+        link.symlink_to("/dev/null")
     tmp.rename(m.root)
 
 
