@@ -597,6 +597,18 @@ def wait_booted(m: Machine) -> str:
     wait_for(f"{m.name} to accept SSH on {m.address}:22", lambda: port_open(m.address, 22), BOOT_TIMEOUT)
     proc = machine_ssh(m, "systemctl", "is-system-running", "--wait", timeout=BOOT_TIMEOUT)
     state = proc.stdout.strip() or proc.stderr.strip()
+    if state == "degraded":
+        # A boot-time oneshot unit can fail transiently when several machines boot at once on a small
+        # host. Show why, start the failed units once more, and accept the machine only if they succeed.
+        failed = machine_ssh(m, "systemctl", "--failed", "--no-legend", "--plain").stdout.split("\n")
+        units = [line.split()[0] for line in failed if line.strip()]
+        for unit in units:
+            log = machine_ssh(m, "journalctl", "-b", "-u", unit, "-n", "5", "--no-pager", "-o", "cat").stdout
+            say(f"  {m.name}: {unit} failed during boot; retrying it. Its log: {' | '.join(log.split(chr(10))[-5:])}")
+        machine_ssh(m, "systemctl", "reset-failed")
+        machine_ssh(m, "systemctl", "restart", *units, timeout=BOOT_TIMEOUT)
+        proc = machine_ssh(m, "systemctl", "is-system-running", "--wait", timeout=BOOT_TIMEOUT)
+        state = proc.stdout.strip() or proc.stderr.strip()
     if state != "running":
         failed = machine_ssh(m, "systemctl", "--failed", "--no-legend", "--plain").stdout.strip()
         raise LabError(f"{m.name} booted but systemd reports {state!r}; failed units: {failed or 'none'}")
