@@ -239,6 +239,11 @@ def nspawn_pids(machine: Machine) -> list[int]:
     return [pid for pid in _proc_entries() if marker in _cmdline(pid)]
 
 
+def supervisor_pids(machine: Machine) -> list[int]:
+    """The shell loops that reboot a machine when it asks for it (see start_machine)."""
+    return [pid for pid in nspawn_pids(machine) if _cmdline(pid)[:1] == ["sh"]]
+
+
 def container_pids(machine: Machine) -> list[int]:
     """Processes whose root directory is the machine's root filesystem (the machine's own processes).
 
@@ -617,7 +622,7 @@ def wait_booted(m: Machine) -> str:
 
 def kill_machine(m: Machine) -> None:
     """Power cut: kill the machine's init (the whole PID namespace dies with it) and its nspawn."""
-    _kill([p for p in nspawn_pids(m) if _cmdline(p)[:1] == ["sh"]], signal.SIGKILL)
+    _kill(supervisor_pids(m), signal.SIGKILL)
     init = container_init(m)
     if init:
         _kill([init], signal.SIGKILL)
@@ -628,7 +633,7 @@ def kill_machine(m: Machine) -> None:
 
 def shutdown_machine(m: Machine, timeout: float = 90) -> None:
     """Clean power-off: nspawn turns SIGTERM into an orderly shutdown of the machine's systemd."""
-    supervisors = [p for p in nspawn_pids(m) if _cmdline(p)[:1] == ["sh"]]
+    supervisors = supervisor_pids(m)
     _kill(supervisors, signal.SIGKILL)  # the loop must not boot the machine again
     _kill([p for p in nspawn_pids(m) if p not in supervisors], signal.SIGTERM)
     try:
