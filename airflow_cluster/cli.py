@@ -1,11 +1,12 @@
-"""Command line entry point: `airflow-cluster ...`."""
+"""airflow-cluster: provision and operate an Airflow 3 cluster (the playbooks under playbooks/, run through
+ansible-runner), and a local lab of machines to run it on."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from airflow_cluster import __version__, lab
+from airflow_cluster import __version__, lab, ops
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     start = lab_sub.add_parser("start", help="boot a stopped machine (same address and disk)")
     start.add_argument("name")
     lab_sub.add_parser("restart", help="reboot every machine")
+    ops.add_commands(sub)
     return p
 
 
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "lab":
         return run_lab(args)
-    return 2
+    return ops.run(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,125 @@
+"""The ansible-runner wrapper, tested by running real small playbooks on localhost (no mocks)."""
+
+import io
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from airflow_cluster import runner
+
+DATA = Path(__file__).parent / "data" / "runner"
+SECRET = "s3cr3t-VALUE-4711"
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CLUSTER_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+def run(playbook, inventory, **kw):
+    out = io.StringIO()
+    result = runner.run_playbook(str(DATA / playbook), str(DATA / inventory), out=out, **kw)
+    return result, out.getvalue()
+
+
+def test_recap_counts_and_failures_are_what_ansible_reported():
+    result, _ = run("mixed.yml", "inventory.yml", extra_vars=[f"runner_test_secret={SECRET}"])
+    assert not result.ok and result.rc != 0
+    assert result.hosts["a"]["failures"] == 0 and result.hosts["b"]["failures"] == 1
+    assert result.hosts["a"]["changed"] == 1 and result.hosts["a"]["skipped"] == 2
+    # the ignored failure is no failure; b's failure is one line with the module's own words (stderr)
+    assert [(f.host, f.task) for f in result.failures] == [("b", "A task that fails on host b only")]
+    assert "disk is full on b" in result.failures[0].message
+    assert Path(result.log).is_file() and "PLAY RECAP" in Path(result.log).read_text()
+
+    summary = io.StringIO()
+    runner.print_summary(result, summary, "Test run")
+    text = summary.getvalue()
+    assert "b: FAILED in task 'A task that fails on host b only': non-zero return code: disk is full on b" in text
+    assert f"Full log: {result.log}" in text
+    table = [line.split() for line in text.splitlines() if line.startswith(("a ", "b "))]
+    assert table == [["a", "4", "1", "0", "0", "2"], ["b", "2", "1", "1", "0", "1"]]
+
+
+def test_json_summary_is_machine_readable():
+    result, _ = run("mixed.yml", "inventory.yml", extra_vars=[f"runner_test_secret={SECRET}"], quiet=True)
+    doc = json.loads(result.to_json())
+    assert doc["ok"] is False
+    assert doc["hosts"]["b"]["failures"] == 1
+    assert doc["failures"][0]["host"] == "b"
+
+
+def test_secrets_are_neither_printed_nor_kept(state_dir):
+    env_secret = "env-secret-0815"
+    os.environ["RUNNER_TEST_TOKEN"] = env_secret
+    try:
+        result, printed = run("mixed.yml", "inventory.yml", extra_vars=[f"runner_test_secret={SECRET}"], verbosity=3)
+    finally:
+        del os.environ["RUNNER_TEST_TOKEN"]
+    summary = io.StringIO()
+    runner.print_summary(result, summary, "Test run")
+    kept = [p for p in state_dir.rglob("*") if p.is_file()]
+    assert any(p.name == "stdout" for p in kept) and any("job_events" in str(p) for p in kept)
+    for text in [printed, summary.getvalue(), *(p.read_text(errors="replace") for p in kept)]:
+        assert SECRET not in text
+        assert env_secret not in text
+    # the run directory is the operator's only
+    assert all(p.stat().st_mode & 0o077 == 0 for p in kept)
+
+
+def test_unreachable_host_is_one_plain_line():
+    result, _ = run("ping.yml", "unreachable.yml")
+    assert not result.ok
+    assert [(f.host, f.unreachable) for f in result.failures] == [("gone", True)]
+    assert result.hosts["gone"]["dark"] == 1
+    summary = io.StringIO()
+    runner.print_summary(result, summary, "Test run")
+    lines = [ln for ln in summary.getvalue().splitlines() if "gone:" in ln]
+    assert len(lines) == 1 and "UNREACHABLE" in lines[0] and "Connection refused" in lines[0]
+    assert "Traceback" not in summary.getvalue()
+
+
+def test_progress_without_a_terminal_is_a_line_per_play():
+    result, out = run("mixed.yml", "inventory.yml", extra_vars=[f"runner_test_secret={SECRET}"])
+    assert "play 1: Mixed results" in out
+    assert "\x1b[" not in out
+
+
+def test_expected_counts_come_from_the_last_successful_run(tmp_path):
+    inv = tmp_path / "hosts.yml"
+    inv.write_text((DATA / "inventory.yml").read_text().replace("  hosts:\n    a:", "  hosts:\n    a:"))
+    pb = tmp_path / "ok.yml"
+    pb.write_text(
+        "- name: Two tasks\n  hosts: all\n  connection: local\n  gather_facts: false\n  tasks:\n"
+        "    - name: One\n      ansible.builtin.debug:\n        msg: one\n"
+        "    - name: Two\n      ansible.builtin.debug:\n        msg: two\n"
+    )
+    out = io.StringIO()
+    first = runner.run_playbook(str(pb), str(inv), out=out)
+    assert first.ok
+    assert runner.load_expected(str(pb), inv.resolve()) == {"a": 2, "b": 2}
+    display = runner.Display(runner.load_expected(str(pb), inv.resolve()), io.StringIO())
+    assert display._bar("a").endswith("0/2  ")
+
+
+def test_run_directories_are_rotated(monkeypatch, tmp_path, state_dir):
+    monkeypatch.setattr(runner, "KEEP_RUNS", 2)
+    for _ in range(3):
+        run("ping.yml", "unreachable.yml", quiet=True)
+    assert len(list((state_dir / "runs").iterdir())) == 2
+
+
+@pytest.mark.parametrize(
+    ("items", "message"),
+    [
+        (["novalue"], "expected key=value"),
+        (["@/nonexistent/vars.yml"], "no such file"),
+        (["{not json"], "not valid JSON"),
+    ],
+)
+def test_bad_extra_vars_are_refused_before_running(items, message):
+    with pytest.raises(runner.RunError, match=message):
+        runner.parse_extra_vars(items)
