@@ -45,8 +45,9 @@ def _is_yaml(path: Path, text: str) -> bool:
     return path.suffix in (".yml", ".yaml") or (not re.search(r"^\s*\[", text, re.MULTILINE) and ":" in text)
 
 
-def _yaml() -> YAML:
+def _yaml(text: str = "") -> YAML:
     y = YAML()
+    y.explicit_start = text.lstrip().startswith("---")
     y.preserve_quotes = True
     y.indent(mapping=2, sequence=4, offset=2)
     y.width = 4096
@@ -115,7 +116,7 @@ def add_worker(path: Path, name: str, address: str) -> bool:
         )
     text = path.read_text()
     if _is_yaml(path, text):
-        y = _yaml()
+        y = _yaml(text)
         doc = y.load(text)
         groups = _groups(doc)
         body = groups.get(WORKERS)
@@ -153,7 +154,7 @@ def remove_worker(path: Path, name: str) -> bool:
         return False
     text = path.read_text()
     if _is_yaml(path, text):
-        y = _yaml()
+        y = _yaml(text)
         doc = y.load(text)
         del _groups(doc)[WORKERS]["hosts"][name]
         buf = io.StringIO()

@@ -664,9 +664,12 @@ def current_groups() -> dict[str, str]:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError:
         return {}
-    groups = {}
+    groups: dict[str, str] = {}
     for group, body in ((data.get("all") or {}).get("children") or {}).items():
         for host in (body or {}).get("hosts") or {}:
+            # add-worker leaves a spare machine in lab_spare too: the cluster group wins
+            if groups.get(host, "").startswith("airflow_") and not group.startswith("airflow_"):
+                continue
             groups[host] = group
     return groups
 
