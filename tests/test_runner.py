@@ -83,7 +83,7 @@ def test_unreachable_host_is_one_plain_line():
 
 
 def test_progress_without_a_terminal_is_a_line_per_play():
-    result, out = run("mixed.yml", "inventory.yml", extra_vars=[f"runner_test_secret={SECRET}"])
+    _, out = run("mixed.yml", "inventory.yml", extra_vars=[f"runner_test_secret={SECRET}"])
     assert "play 1: Mixed results" in out
     assert "\x1b[" not in out
 

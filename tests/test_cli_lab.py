@@ -1,0 +1,158 @@
+"""The CLI against a real lab: deploy, idempotence, status, verify, add-worker, remove-worker with a running
+task, dags push, and a deploy with a worker machine powered off. The tests run in file order on one lab."""
+
+import json
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import CLI, ROOT
+
+pytestmark = pytest.mark.lab
+
+MASTER = "10.231.0.10"
+SPARE = ("spare1", "10.231.0.101")
+API = f"http://{MASTER}/airflow"
+
+
+def cli(*args, timeout=1800):
+    started = time.monotonic()
+    proc = subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    elapsed = time.monotonic() - started
+    print(f"\n$ airflow-cluster {' '.join(args)}  # rc={proc.returncode} in {elapsed:.1f}s\n{proc.stdout}{proc.stderr}")
+    return proc
+
+
+def workers_in(inventory: Path) -> list[str]:
+    data = yaml.safe_load((inventory / "hosts.yml").read_text())
+    return sorted((data["all"]["children"].get("airflow_workers") or {}).get("hosts") or {})
+
+
+class Api:
+    def __init__(self, inventory: Path):
+        password = (inventory / "credentials" / "airflow_admin_password").read_text().strip()
+        body = json.dumps({"username": "admin", "password": password}).encode()
+        req = urllib.request.Request(f"{API}/auth/token", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            self.token = json.load(resp)["access_token"]
+
+    def call(self, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            f"{API}/api/v2{path}", data,
+            {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.load(resp)
+
+    def wait(self, what, cond, timeout=300, interval=2):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = cond()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            time.sleep(interval)
+
+
+def flower_workers(inventory: Path) -> dict:
+    password = (inventory / "credentials" / "flower_password").read_text().strip()
+    mgr = urllib.request.HTTPPasswordMgrWithDefaultRealm()
+    mgr.add_password(None, f"http://{MASTER}/flower/", "admin", password)
+    opener = urllib.request.build_opener(urllib.request.HTTPBasicAuthHandler(mgr))
+    with opener.open(f"http://{MASTER}/flower/api/workers?refresh=1&status=1", timeout=30) as resp:
+        return json.load(resp)
+
+
+def test_deploy_shows_progress_and_a_recap(lab):
+    proc = cli("deploy", "-i", str(lab))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "play 2: Prepare every cluster host" in proc.stdout
+    hosts = (["master"], ["worker1"], ["worker2"])
+    recap = [ln.split()[0] for ln in proc.stdout.splitlines() if ln.split()[:1] in hosts]
+    assert sorted(set(recap)) == ["master", "worker1", "worker2"]
+    assert "Deploy succeeded" in proc.stdout and "Full log: " in proc.stdout
+
+
+def test_second_deploy_changes_nothing(lab):
+    proc = cli("deploy", "-i", str(lab), "--json")
+    assert proc.returncode == 0
+    doc = json.loads(proc.stdout)
+    assert doc["ok"] and doc["failures"] == []
+    assert {h: s["changed"] for h, s in doc["hosts"].items()} == dict.fromkeys(doc["hosts"], 0)
+
+
+def test_status_shows_every_unit_active_and_every_worker_online(lab):
+    proc = cli("status", "-i", str(lab))
+    assert proc.returncode == 0, proc.stdout
+    assert "Celery workers (2/2 online" in proc.stdout
+    assert "Cluster healthy." in proc.stdout
+    doc = json.loads(cli("status", "-i", str(lab), "--json").stdout)
+    units = [u for h in doc["status"]["hosts"].values() for u in h["units"]]
+    assert len(units) >= 10 and all(u["state"] == "active" for u in units)
+    assert {u["unit"] for u in units} >= {"airflow-scheduler", "airflow-worker", "airflow-api-server", "nginx"}
+
+
+def test_add_worker_joins_and_verify_sees_it(lab):
+    proc = cli("add-worker", SPARE[0], "--host", SPARE[1], "-i", str(lab))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert workers_in(lab) == ["spare1", "worker1", "worker2"]
+    proc = cli("verify", "-i", str(lab))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "cluster_smoke" in proc.stdout
+    lines = proc.stdout.splitlines()
+    assert any(ln.startswith("ok") and "Check every worker is online in Flower" in ln for ln in lines)
+    assert flower_workers(lab).get("celery@spare1") is True
+
+
+def test_remove_worker_drains_a_running_task(lab, tmp_path):
+    dags = tmp_path / "dags"
+    shutil.copytree(ROOT / "files" / "dags", dags)
+    shutil.copy(ROOT / "tests" / "data" / "dags" / "drain_probe.py", dags)
+    source = f'{{"airflow_dags_source": "{dags}/"}}'
+    assert cli("dags", "push", "-i", str(lab), "--source", str(dags)).returncode == 0
+    api = Api(lab)
+    api.wait("drain_probe to be parsed", lambda: api.call("/dags?dag_id_pattern=drain_probe")["total_entries"])
+    run = api.call("/dags/drain_probe/dagRuns", {"logical_date": None})
+    run_id = run["dag_run_id"]
+    ti_path = f"/dags/drain_probe/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/sleep_on_spare1"
+    api.wait("the 60 s task to run on spare1", lambda: api.call(ti_path)["state"] == "running", timeout=120)
+
+    proc = cli("remove-worker", SPARE[0], "-i", str(lab), "-e", source)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    ti = api.call(ti_path)
+    assert (ti["state"], ti["hostname"]) == ("success", "spare1")
+    assert api.call(f"/dags/drain_probe/dagRuns/{urllib.parse.quote(run_id)}")["state"] == "success"
+    assert "celery@spare1" not in flower_workers(lab)
+    assert workers_in(lab) == ["worker1", "worker2"]
+    # back to the shipped DAGs
+    assert cli("dags", "push", "-i", str(lab)).returncode == 0
+
+
+def test_deploy_with_a_worker_powered_off_names_it_unreachable(lab):
+    subprocess.run([str(CLI), "lab", "stop", "worker2"], check=True)
+    try:
+        proc = cli("deploy", "-i", str(lab))
+        assert proc.returncode != 0
+        lines = [ln for ln in proc.stdout.splitlines() if "worker2" in ln and "UNREACHABLE" in ln]
+        assert len(lines) == 1, proc.stdout[-2000:]
+        assert "Traceback" not in proc.stdout + proc.stderr
+        # the other hosts were not touched
+        doc = json.loads(cli("deploy", "-i", str(lab), "--json").stdout)
+        assert not doc["ok"] and all(s["changed"] == 0 for s in doc["hosts"].values())
+    finally:
+        subprocess.run([str(CLI), "lab", "start", "worker2"], check=True)
+    proc = cli("status", "-i", str(lab))
+    # the worker comes back by itself once its machine boots
+    deadline = time.monotonic() + 180
+    while "Cluster healthy." not in proc.stdout and time.monotonic() < deadline:
+        time.sleep(5)
+        proc = cli("status", "-i", str(lab))
+    assert "Cluster healthy." in proc.stdout
