@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 from airflow_cluster import inventory as inv
@@ -187,6 +188,14 @@ def _age(seconds: float | None) -> str:
     return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
 
 
+def _since(iso: str) -> str:
+    try:
+        then = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso
+    return _age((datetime.now(timezone.utc) - then).total_seconds())
+
+
 def status_report(data: dict) -> tuple[list[str], bool]:
     """Lines of the status table and whether everything is healthy."""
     healthy = True
@@ -238,7 +247,7 @@ def status_report(data: dict) -> tuple[list[str], bool]:
             healthy &= status == "healthy"
             beat = item.get("latest_scheduler_heartbeat") or item.get("latest_triggerer_heartbeat") or item.get(
                 "latest_dag_processor_heartbeat")
-            parts.append(f"{label} {status}" + (f" (heartbeat {beat[11:19]} UTC)" if beat else ""))
+            parts.append(f"{label} {status}" + (f" (heartbeat {_since(beat)} ago)" if beat else ""))
         lines.append("Heartbeats: " + ", ".join(parts))
 
     nodes = {h: v for h, v in hosts.items() if v.get("dags") is not None}

@@ -31,6 +31,7 @@ PLAYBOOKS = PROJECT_DIR / "playbooks"
 # Run directories kept under <state dir>/runs (older ones are deleted).
 KEEP_RUNS = int(os.environ.get("AIRFLOW_CLUSTER_KEEP_RUNS", "20"))
 STAT_KEYS = ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored")
+LINE_EVERY = 30  # seconds between progress lines when the output is not a terminal
 RESULT_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable")
 
 
@@ -214,6 +215,7 @@ class Display:
         self.drawn = 0
         self.start = time.monotonic()
         self.last_draw = 0.0
+        self.last_line = 0.0
 
     def _bar(self, host: str) -> str:
         done = self.done.get(host, 0)
@@ -250,14 +252,17 @@ class Display:
         self.out.flush()
         self.drawn = len(lines)
 
-    def play_line(self) -> None:
+    def play_line(self, current: str = "") -> None:
+        """Without a terminal: a line at each play and every LINE_EVERY seconds within a long one."""
         if self.quiet or self.tty:
             return
+        self.last_line = time.monotonic()
         progress = ", ".join(
             f"{h} {self.done.get(h, 0)}/{self.expected.get(h, '?')}" for h in self.hosts
         )
         tail = f"  ({progress})" if progress else ""
-        self.out.write(f"[{self._elapsed()}] play {self.plays}: {self.play}{tail}\n")
+        what = f"  task: {current}" if current else ""
+        self.out.write(f"[{self._elapsed()}] play {self.plays}: {self.play}{tail}{what}\n")
         self.out.flush()
 
     def event(self, event: dict) -> None:
@@ -276,6 +281,8 @@ class Display:
             self.done[host] = self.done.get(host, 0) + 1
         else:
             return
+        if not self.tty and kind != "playbook_on_play_start" and time.monotonic() - self.last_line > LINE_EVERY:
+            self.play_line(self.task)
         self.draw(force=kind == "playbook_on_play_start")
 
     def finish(self) -> None:
@@ -372,7 +379,7 @@ def run_playbook(
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["ANSIBLE_CONFIG"] = str(PROJECT_DIR / "ansible.cfg")
-    env.setdefault("ANSIBLE_FORCE_COLOR", "0")
+    env["ANSIBLE_NOCOLOR"] = "1"  # the kept log is read with less and grep
 
     expected = load_expected(name, inv)
     if not expected and not quiet:
@@ -395,7 +402,7 @@ def run_playbook(
             tags=tags,
             extravars=values or None,
             cmdline=cmdline.strip() or None,
-            envvars={k: env[k] for k in ("PATH", "ANSIBLE_CONFIG", "ANSIBLE_FORCE_COLOR")},
+            envvars={k: env[k] for k in ("PATH", "ANSIBLE_CONFIG", "ANSIBLE_NOCOLOR")},
             event_handler=collector,
             quiet=True,
         )
