@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from airflow_cluster import inventory as inv
@@ -193,7 +193,7 @@ def _since(iso: str) -> str:
         then = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     except ValueError:
         return iso
-    return _age((datetime.now(timezone.utc) - then).total_seconds())
+    return _age((datetime.now(UTC) - then).total_seconds())
 
 
 def status_report(data: dict) -> tuple[list[str], bool]:
