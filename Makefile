@@ -31,8 +31,8 @@ venv: $(BIN)/airflow-cluster
 
 demo: host-deps venv
 	$(BIN)/airflow-cluster lab up --workers $(WORKERS)
-	$(BIN)/ansible-playbook -i inventory/lab playbooks/site.yml
-	$(BIN)/ansible-playbook -i inventory/lab playbooks/verify.yml
+	$(BIN)/airflow-cluster deploy -i inventory/lab
+	$(BIN)/airflow-cluster verify -i inventory/lab
 
 lab-up: host-deps venv
 	$(BIN)/airflow-cluster lab up --workers $(WORKERS)

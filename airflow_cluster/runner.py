@@ -452,6 +452,9 @@ def print_summary(result: Result, out: TextIO, what: str) -> None:
     out.write("\n" + recap_table(result) + "\n")
     if result.ok:
         out.write(f"\n{what} succeeded in {result.elapsed:.0f}s. Full log: {result.log}\n")
+        summary = result.data.get("summary") if isinstance(result.data, dict) else None
+        if summary:
+            out.write("\n" + "\n".join(summary) + "\n")
         return
     out.write(f"\n{what} FAILED after {result.elapsed:.0f}s.\n")
     seen = set()

@@ -156,3 +156,15 @@ def test_deploy_with_a_worker_powered_off_names_it_unreachable(lab):
         time.sleep(5)
         proc = cli("status", "-i", str(lab))
     assert "Cluster healthy." in proc.stdout
+
+
+def test_no_secret_in_what_the_runs_kept(lab):
+    """Every generated secret of the lab cluster is absent from every kept run (logs, events, command)."""
+    secrets = [p.read_text().strip() for p in (lab / "credentials").iterdir() if p.is_file()]
+    secrets = [s for s in secrets if len(s) >= 16]
+    assert len(secrets) >= 6
+    runs = Path.home() / ".local" / "state" / "airflow-cluster" / "runs"
+    files = [p for p in runs.rglob("*") if p.is_file()]
+    assert len(files) > 100
+    leaks = [(str(p), i) for p in files for i, s in enumerate(secrets) if s in p.read_text(errors="replace")]
+    assert leaks == []
