@@ -276,7 +276,7 @@ def status_report(data: dict) -> tuple[list[str], bool]:
 def cmd_status(args) -> int:
     result = _run(args, "status.yml")
     data = result.data or {}
-    if not result.ok and not data.get("hosts"):
+    if not result.ok and not data.get("hosts") and not args.json:
         return _finish(result, args, "Status")
     lines, healthy = status_report(data)
     if args.json:
