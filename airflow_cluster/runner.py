@@ -187,6 +187,8 @@ def failure_message(res: dict) -> str:
         items = [r for r in res["results"] if isinstance(r, dict) and r.get("failed")]
         if items:
             return "; ".join(failure_message(r) for r in items)
+    if res.get("censored"):  # no_log: Ansible hid the result, including its error
+        return "its output is hidden (no_log, the task handles a secret); the run log has the task's name and file"
     msg = res.get("msg") or ""
     if isinstance(msg, list):
         msg = " ".join(str(m) for m in msg)

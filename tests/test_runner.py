@@ -123,3 +123,17 @@ def test_run_directories_are_rotated(monkeypatch, tmp_path, state_dir):
 def test_bad_extra_vars_are_refused_before_running(items, message):
     with pytest.raises(runner.RunError, match=message):
         runner.parse_extra_vars(items)
+
+
+def test_a_failing_no_log_task_says_its_output_is_hidden(tmp_path):
+    pb = tmp_path / "nolog.yml"
+    pb.write_text(
+        "- name: Secret step\n  hosts: all\n  connection: local\n  gather_facts: false\n  tasks:\n"
+        f"    - name: Use a password\n      ansible.builtin.command: sh -c 'echo {SECRET} >&2; exit 1'\n"
+        "      changed_when: false\n      no_log: true\n"
+    )
+    out = io.StringIO()
+    result = runner.run_playbook(str(pb), str(DATA / "inventory.yml"), out=out, quiet=True)
+    assert [f.task for f in result.failures] == ["Use a password", "Use a password"]
+    assert "hidden (no_log" in result.failures[0].message
+    assert SECRET not in result.to_json()
