@@ -136,6 +136,9 @@ def run(args) -> int:
             return _finish(_run(args, "dags.yml", extra), args, "DAG push")
     except (RunError, inv.InventoryError) as exc:
         return _err(str(exc))
+    except KeyboardInterrupt:
+        sys.stderr.write("airflow-cluster: interrupted; the run log is under ~/.local/state/airflow-cluster/runs/\n")
+        return 130
     return 2
 
 
@@ -301,11 +304,13 @@ def cmd_add_worker(args) -> int:
     if not args.json:
         print(f"{'Added' if added else 'Already in'} {inv.WORKERS}: {args.name} ({args.host}) in {path}")
     result = _run(args, "add_worker.yml", [json.dumps({"airflow_new_worker": args.name})])
-    new_unreachable = any(f.host == args.name and f.unreachable for f in result.failures)
-    if not result.ok and added and new_unreachable:
+    nothing_changed = all(s.get("changed", 0) == 0 for s in result.hosts.values())
+    if not result.ok and added and nothing_changed:
+        # stopped before any change (preflight, or the new host unreachable): leave the inventory as it was
         path.write_text(original)
+        added = False
         if not args.json:
-            print(f"{args.name} could not be reached, so it was taken out of {path} again (nothing was changed).")
+            print(f"Nothing was changed, so {args.name} was taken out of {path} again.")
     elif not result.ok and added and not args.json:
         print(f"{args.name} stays in {path}: fix the cause and run add-worker again, or remove-worker it.")
     return _finish(result, args, f"Adding worker {args.name}", {"inventory": str(path), "added": added})

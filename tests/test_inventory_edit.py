@@ -88,3 +88,18 @@ def test_a_folder_without_the_group_is_refused(tmp_path):
     (tmp_path / "hosts.yml").write_text("all:\n  hosts:\n    x: {}\n")
     with pytest.raises(inv.InventoryError, match="declares the group airflow_workers"):
         inv.inventory_file(tmp_path)
+
+
+def test_add_worker_that_preflight_refuses_leaves_the_inventory_as_it_was(tmp_path, cli):
+    """The CLI adds the host, preflight refuses the inventory (duplicate address), nothing changed anywhere:
+    the inventory file is restored. Preflight fails on the control node, so no host is contacted."""
+    invdir = tmp_path / "prod"
+    shutil.copytree(ROOT / "inventory" / "sample", invdir)
+    before = (invdir / "hosts.yml").read_text()
+    proc = cli("add-worker", "af-worker3", "--host", "10.0.0.21", "-i", str(invdir),
+               env={"AIRFLOW_CLUSTER_STATE_DIR": str(tmp_path / "state")})
+    assert proc.returncode == 1, proc.stdout
+    assert "same address 10.0.0.21" in proc.stdout
+    assert "taken out of" in proc.stdout
+    assert (invdir / "hosts.yml").read_text() == before
+    assert not (invdir / "credentials").exists()
