@@ -82,6 +82,26 @@ def check_new_worker(name: str, address: str) -> None:
             raise InventoryError(f"--host {address!r} is neither an IP address nor a DNS name") from None
 
 
+def _ini_lines(text: str):
+    """(section, line, is_header) for each line of an INI inventory."""
+    section = None
+    for line in text.splitlines():
+        m = re.match(r"^\s*\[([^\]]+)\]", line)
+        if m:
+            section = m.group(1).strip()
+        yield section, line, bool(m)
+
+
+def _edit_yaml(path: Path, text: str, change) -> None:
+    """Load the YAML inventory keeping comments, let change(doc) edit it, write it back."""
+    y = _yaml(text)
+    doc = y.load(text)
+    change(doc)
+    buf = io.StringIO()
+    y.dump(doc, buf)
+    _write(path, buf.getvalue())
+
+
 def hosts_of(path: Path, group: str) -> dict[str, str | None]:
     """host -> ansible_host in `group` of the file (None when unset)."""
     text = path.read_text()
@@ -90,12 +110,8 @@ def hosts_of(path: Path, group: str) -> dict[str, str | None]:
         body = _groups(doc).get(group) or {}
         return {h: (v or {}).get("ansible_host") for h, v in (body.get("hosts") or {}).items()}
     hosts: dict[str, str | None] = {}
-    section = None
-    for line in text.splitlines():
-        m = re.match(r"^\s*\[([^\]]+)\]", line)
-        if m:
-            section = m.group(1).strip()
-        elif section == group and line.strip() and not line.lstrip().startswith(("#", ";")):
+    for section, line, header in _ini_lines(text):
+        if not header and section == group and line.strip() and not line.lstrip().startswith(("#", ";")):
             parts = line.split()
             addr = next((p.split("=", 1)[1] for p in parts[1:] if p.startswith("ansible_host=")), None)
             hosts[parts[0]] = addr
@@ -116,21 +132,20 @@ def add_worker(path: Path, name: str, address: str) -> bool:
         )
     text = path.read_text()
     if _is_yaml(path, text):
-        y = _yaml(text)
-        doc = y.load(text)
-        groups = _groups(doc)
-        body = groups.get(WORKERS)
-        if not isinstance(body, dict):
-            body = CommentedMap()
-            groups[WORKERS] = body
-        if not isinstance(body.get("hosts"), dict):
-            body["hosts"] = CommentedMap()
-        entry = CommentedMap()
-        entry["ansible_host"] = address
-        body["hosts"][name] = entry
-        buf = io.StringIO()
-        y.dump(doc, buf)
-        _write(path, buf.getvalue())
+
+        def add(doc) -> None:
+            groups = _groups(doc)
+            body = groups.get(WORKERS)
+            if not isinstance(body, dict):
+                body = CommentedMap()
+                groups[WORKERS] = body
+            if not isinstance(body.get("hosts"), dict):
+                body["hosts"] = CommentedMap()
+            entry = CommentedMap()
+            entry["ansible_host"] = address
+            body["hosts"][name] = entry
+
+        _edit_yaml(path, text, add)
         return True
     lines = text.splitlines()
     start = next((i for i, ln in enumerate(lines) if re.match(rf"^\s*\[{WORKERS}\]\s*$", ln)), None)
@@ -154,20 +169,11 @@ def remove_worker(path: Path, name: str) -> bool:
         return False
     text = path.read_text()
     if _is_yaml(path, text):
-        y = _yaml(text)
-        doc = y.load(text)
-        del _groups(doc)[WORKERS]["hosts"][name]
-        buf = io.StringIO()
-        y.dump(doc, buf)
-        _write(path, buf.getvalue())
+        _edit_yaml(path, text, lambda doc: _groups(doc)[WORKERS]["hosts"].pop(name))
         return True
-    out, section = [], None
-    for line in text.splitlines():
-        m = re.match(r"^\s*\[([^\]]+)\]", line)
-        if m:
-            section = m.group(1).strip()
-        elif section == WORKERS and line.split()[:1] == [name]:
-            continue
-        out.append(line)
+    out = [
+        line for section, line, header in _ini_lines(text)
+        if header or section != WORKERS or line.split()[:1] != [name]
+    ]
     _write(path, "\n".join(out) + "\n")
     return True

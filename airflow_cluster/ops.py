@@ -90,7 +90,7 @@ def _err(msg: str) -> int:
 
 def _finish(result: Result, args, what: str, extra=None) -> int:
     if args.json:
-        doc = json.loads(result.to_json())
+        doc = result.as_dict()
         if extra:
             doc.update(extra)
         print(json.dumps(doc, indent=2, sort_keys=True))
@@ -283,7 +283,7 @@ def cmd_status(args) -> int:
         return _finish(result, args, "Status")
     lines, healthy = status_report(data)
     if args.json:
-        print(json.dumps({"healthy": healthy and result.ok, "status": data, "run": json.loads(result.to_json())},
+        print(json.dumps({"healthy": healthy and result.ok, "status": data, "run": result.as_dict()},
                          indent=2, sort_keys=True))
     else:
         print()
@@ -298,7 +298,6 @@ def cmd_status(args) -> int:
 
 def cmd_add_worker(args) -> int:
     path = inv.inventory_file(Path(args.inventory))
-    inv.check_new_worker(args.name, args.host)
     original = path.read_text()
     added = inv.add_worker(path, args.name, args.host)
     if not args.json:

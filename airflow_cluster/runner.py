@@ -92,20 +92,20 @@ def _counts_file() -> Path:
     return state_dir() / "task-counts.json"
 
 
-def load_expected(playbook: str, inventory: Path) -> dict[str, int]:
+def _read_counts() -> dict:
     try:
-        data = json.loads(_counts_file().read_text())
+        return json.loads(_counts_file().read_text())
     except (OSError, ValueError):
-        data = {}
-    return data.get(f"{playbook}|{inventory}", {})
+        return {}
+
+
+def load_expected(playbook: str, inventory: Path) -> dict[str, int]:
+    return _read_counts().get(f"{playbook}|{inventory}", {})
 
 
 def save_expected(playbook: str, inventory: Path, counts: dict[str, int]) -> None:
     path = _counts_file()
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        data = {}
+    data = _read_counts()
     data[f"{playbook}|{inventory}"] = counts
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -175,10 +175,13 @@ class Result:
     def ok(self) -> bool:
         return self.rc == 0 and self.status == "successful"
 
-    def to_json(self) -> str:
+    def as_dict(self) -> dict:
         doc = asdict(self)
         doc["ok"] = self.ok
-        return json.dumps(doc, indent=2, sort_keys=True)
+        return doc
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), indent=2, sort_keys=True)
 
 
 def failure_message(res: dict) -> str:
@@ -351,7 +354,6 @@ def _scrub_run_dir(run_dir: Path) -> None:
         return
     doc.pop("env", None)
     command.write_text(json.dumps(doc))
-    command.chmod(0o600)
 
 
 def run_playbook(
