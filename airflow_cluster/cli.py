@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     start = lab_sub.add_parser("start", help="boot a stopped machine (same address and disk)")
     start.add_argument("name")
     lab_sub.add_parser("restart", help="reboot every machine")
+    px = lab_sub.add_parser("proxy", help="allow or deny the machines the Python package index (denied by default)")
+    px.add_argument("--index", required=True, choices=lab.INDEX_MODES, help="allow (for index installs) or deny")
     ops.add_commands(sub)
     return p
 
@@ -55,6 +57,8 @@ def run_lab(args) -> int:
             lab.start(args.name)
         elif args.lab_command == "restart":
             lab.restart()
+        elif args.lab_command == "proxy":
+            lab.proxy(args.index)
     except lab.LabError as exc:
         return lab.main_error(exc)
     return 0

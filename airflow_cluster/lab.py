@@ -36,6 +36,7 @@ DISTROS = ("bookworm", "trixie")
 BRIDGE = "aflab0"
 NETNS_PREFIX = "aflab-"
 PROXY_PORT = 3128
+HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 BASE_PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,python3-apt,iproute2,sudo,ca-certificates,procps,less"
@@ -445,16 +446,29 @@ def remove_machine_network(m: Machine) -> None:
 # ---------------------------------------------------------------- proxy
 
 
-def squid_conf(net: ipaddress.IPv4Network) -> str:
+# The Python package index: denied by default, so every lab deploy proves the nodes need no index (the wheelhouse
+# mode); `lab proxy --index allow` opens it for the index install mode.
+PACKAGE_INDEX_DOMAINS = (".pypi.org", ".pythonhosted.org")
+INDEX_MODES = ("deny", "allow")
+
+
+def proxy_url(net: ipaddress.IPv4Network) -> str:
+    return f"http://{bridge_address(net)}:{PROXY_PORT}"
+
+
+def squid_conf(net: ipaddress.IPv4Network, index: str = "deny") -> str:
+    index_rule = "" if index == "allow" else "http_access deny package_index\n"
     return f"""# airflow-cluster lab proxy: lets lab machines reach package registries, nothing else.
+# Python package index: {index} (`airflow-cluster lab proxy --index allow|deny`).
 http_port {bridge_address(net)}:{PROXY_PORT}
 acl lab src {net}
 acl SSL_ports port 443
 acl Safe_ports port 80 443
 acl CONNECT method CONNECT
+acl package_index dstdomain {" ".join(PACKAGE_INDEX_DOMAINS)}
 http_access deny !Safe_ports
 http_access deny CONNECT !SSL_ports
-http_access allow lab
+{index_rule}http_access allow lab
 http_access deny all
 cache deny all
 pid_filename {LAB_DIR}/squid/squid.pid
@@ -474,11 +488,11 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def ensure_proxy(net: ipaddress.IPv4Network) -> None:
+def ensure_proxy(net: ipaddress.IPv4Network, index: str = "deny") -> None:
     sdir = LAB_DIR / "squid"
     sdir.mkdir(parents=True, exist_ok=True)
     conf = sdir / "squid.conf"
-    text = squid_conf(net)
+    text = squid_conf(net, index)
     changed = not conf.exists() or conf.read_text() != text
     if changed:
         conf.write_text(text)
@@ -674,7 +688,7 @@ def current_groups() -> dict[str, str]:
     return groups
 
 
-def write_inventory(machines: list[Machine]) -> None:
+def write_inventory(machines: list[Machine], net: ipaddress.IPv4Network) -> None:
     inv = inventory_dir()
     inv.mkdir(parents=True, exist_ok=True)
     by_group: dict[str, list[Machine]] = {g: [] for g in GROUPS}
@@ -691,6 +705,10 @@ def write_inventory(machines: list[Machine]) -> None:
                 "ansible_ssh_private_key_file": str(LAB_DIR / "id_ed25519"),
                 "ansible_ssh_common_args": f"-o UserKnownHostsFile={LAB_DIR / 'known_hosts'} "
                 "-o StrictHostKeyChecking=yes",
+                # Only for airflow_install_method=index (and `lab proxy --index allow`): the nodes reach the
+                # package index through the lab proxy, whose TLS certificates only the host's CA bundle trusts.
+                "airflow_pip_proxy": proxy_url(net),
+                "airflow_pip_ca_bundle": HOST_CA_BUNDLE,
             },
             "children": children,
         }
@@ -743,8 +761,9 @@ def up(workers: int, spare: int = 0, distro: str = "bookworm", subnet: str | Non
         reap_orphans()
         ensure_lab_key()
         ensure_bridge(net)
-        ensure_proxy(net)
-        save_state({"subnet": str(net), "distro": distro, "machines": [m.__dict__ for m in wanted]})
+        index = (state or {}).get("index", "deny")
+        ensure_proxy(net, index)
+        save_state({"subnet": str(net), "distro": distro, "index": index, "machines": [m.__dict__ for m in wanted]})
 
         hosts = hosts_file(wanted)
         to_boot = []
@@ -765,7 +784,7 @@ def up(workers: int, spare: int = 0, distro: str = "bookworm", subnet: str | Non
             start_machine(m)
         for m in to_boot:
             wait_booted(m)
-        write_inventory(wanted)
+        write_inventory(wanted, net)
         if to_boot or len(old) != len(wanted):
             say(
                 f"Lab up: {len(wanted)} machines in {time.monotonic() - started:.1f}s; "
@@ -878,7 +897,7 @@ def start(name: str) -> None:
         m = find_machine(name)
         net = parse_subnet(state["subnet"])
         ensure_bridge(net)
-        ensure_proxy(net)
+        ensure_proxy(net, state.get("index", "deny"))
         ensure_machine_network(m, net)
         if nspawn_pids(m):
             say(f"{name} is already running")
@@ -897,7 +916,7 @@ def restart() -> None:
             raise LabError("no lab to restart; create one with `airflow-cluster lab up --workers 2`")
         net = parse_subnet(state["subnet"])
         ensure_bridge(net)
-        ensure_proxy(net)
+        ensure_proxy(net, state.get("index", "deny"))
         for m in machines:
             if is_running(m):
                 shutdown_machine(m)
@@ -906,6 +925,22 @@ def restart() -> None:
         for m in machines:
             wait_booted(m)
         say(f"Lab restarted: {len(machines)} machines running")
+
+
+def proxy(index: str) -> None:
+    """Let the lab machines reach the Python package index through the proxy, or not."""
+    if index not in INDEX_MODES:
+        raise LabError(f"--index must be one of {', '.join(INDEX_MODES)}, not {index!r}")
+    check_host()
+    with lab_lock():
+        state = load_state()
+        if not state or not state.get("machines"):
+            raise LabError("no lab; create one with `airflow-cluster lab up --workers 2`")
+        net = parse_subnet(state["subnet"])
+        ensure_proxy(net, index)
+        state["index"] = index
+        save_state(state)
+        say(f"Lab proxy: Python package index {'allowed' if index == 'allow' else 'denied'} to the machines")
 
 
 def main_error(exc: LabError) -> int:

@@ -1,5 +1,6 @@
 #!/bin/sh
-# Download every wheel a lock pins, for one target interpreter, into DEST/wheelhouse.tar (atomically).
+# Build DEST/wheelhouse.tar (atomically) for one target interpreter: every wheel a lock pins, the lock itself as
+# requirements.txt, and the uv binary as bin/uv (taken out of uv's wheel), so a node installs with no index.
 # usage: build-wheelhouse.sh PYTHON LOCK DEST PY_VERSION GLIBC_MINOR ARCH UV_VERSION
 set -eu
 python=$1 lock=$2 dest=$3 pyver=$4 glibc=$5 arch=$6 uv=$7
@@ -10,11 +11,25 @@ while [ "$m" -ge 17 ]; do platforms="$platforms --platform manylinux_2_${m}_${ar
 platforms="$platforms --platform manylinux2014_${arch} --platform linux_${arch}"
 tmp="$dest.tmp"
 rm -rf "$tmp"
-mkdir -p "$tmp/wheels"
+mkdir -p "$tmp/wheels" "$tmp/uv" "$tmp/wheels/bin"
 # shellcheck disable=SC2086
 "$python" -m pip download --quiet --disable-pip-version-check --only-binary=:all: --no-deps \
   --python-version "$pyver" --implementation cp --abi "$abi" --abi abi3 --abi none $platforms \
-  -d "$tmp/wheels" -r "$lock" "uv==$uv"
+  -d "$tmp/wheels" -r "$lock"
+# shellcheck disable=SC2086
+"$python" -m pip download --quiet --disable-pip-version-check --only-binary=:all: --no-deps \
+  --python-version "$pyver" --implementation cp --abi "$abi" --abi abi3 --abi none $platforms \
+  -d "$tmp/uv" "uv==$uv"
+"$python" - "$tmp/uv" "$tmp/wheels/bin/uv" <<'PY'
+import pathlib, shutil, sys, zipfile
+wheel = next(pathlib.Path(sys.argv[1]).glob("uv-*.whl"))
+with zipfile.ZipFile(wheel) as z:
+    name = next(n for n in z.namelist() if n.endswith(".data/scripts/uv"))
+    with z.open(name) as src, open(sys.argv[2], "wb") as dst:
+        shutil.copyfileobj(src, dst)
+pathlib.Path(sys.argv[2]).chmod(0o755)
+PY
+cp "$lock" "$tmp/wheels/requirements.txt"
 tar -C "$tmp/wheels" -cf "$tmp/wheelhouse.tar" .
-rm -rf "$tmp/wheels" "$dest"
+rm -rf "$tmp/wheels" "$tmp/uv" "$dest"
 mv "$tmp" "$dest"
