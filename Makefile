@@ -7,7 +7,7 @@ WORKERS ?= 2
 # Host packages the lab needs (debootstrap, systemd-nspawn, squid) and the tools the tests call.
 HOST_PACKAGES := debootstrap systemd-container squid iproute2 openssh-client rsync curl
 
-.PHONY: help host-deps venv demo lab-up lab-down lint pytest molecule test clean
+.PHONY: help host-deps venv demo lab-up lab-down lint pytest molecule test clean lock benchmark
 
 help:
 	@echo "make demo    lab (1 master + $(WORKERS) workers) + cluster + verify, then print URLs and credentials"
@@ -57,6 +57,26 @@ molecule: host-deps venv
 	  echo "== molecule test -s $$s"; PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s $$s; done
 
 test: lint pytest molecule
+
+# Locks: files/locks/airflow-<version>-py<X.Y>.txt pins every package for each supported Debian's Python. They are
+# resolved for the exact interpreter the nodes have (markers can depend on the patch level: redis needs
+# async-timeout on Debian 12's 3.11.2, not on 3.11.3+). `make lock LOCK_DIR=/tmp/x` writes them elsewhere.
+AIRFLOW_VERSION ?= 3.3.2
+LOCK_PYTHONS ?= 3.11.2 3.13.5
+LOCK_DIR ?= files/locks
+UV_VERSION ?= 0.13.8
+lock: venv
+	$(BIN)/pip install -q 'uv==$(UV_VERSION)'
+	@mkdir -p $(LOCK_DIR)
+	@set -e; for v in $(LOCK_PYTHONS); do \
+	  out=$(LOCK_DIR)/airflow-$(AIRFLOW_VERSION)-py$${v%.*}.txt; echo "== $$out (CPython $$v)"; \
+	  $(BIN)/uv pip compile --quiet --native-tls files/locks/airflow-$(AIRFLOW_VERSION).in \
+	    --python-version $$v --python-platform x86_64-manylinux_2_28 \
+	    --custom-compile-command "make lock AIRFLOW_VERSION=$(AIRFLOW_VERSION)" -o $$out; done
+
+# Deploy benchmarks (a)-(e) on fresh labs, side by side: see README "Benchmarks".
+benchmark: host-deps venv
+	$(BIN)/python benchmarks/deploy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
