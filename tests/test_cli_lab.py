@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from airflow_cluster.lab import wait_for
+from airflow_cluster.lab import LAB_DIR, find_machine, machine_ssh, wait_for
 from tests.conftest import CLI, ROOT
 
 pytestmark = pytest.mark.lab
@@ -86,6 +86,19 @@ def test_second_deploy_changes_nothing(lab):
     assert {h: s["changed"] for h, s in doc["hosts"].items()} == dict.fromkeys(doc["hosts"], 0)
 
 
+def test_the_deploy_installed_airflow_with_no_package_index(lab):
+    """The lab proxy refuses the Python package index (its default), so the deploy above installed Airflow from the
+    control node's wheelhouse alone: a node asking for the index is refused, and no node ever reached it."""
+    proc = machine_ssh(
+        find_machine("master"), "curl", "-sS", "-o", "/dev/null", "-x", "http://10.231.0.1:3128",
+        "https://pypi.org/simple/", timeout=60,
+    )
+    assert proc.returncode != 0, "the lab proxy let a node reach pypi.org"
+    log = (LAB_DIR / "squid" / "access.log").read_text()
+    index_lines = [ln for ln in log.splitlines() if "pypi.org" in ln or "pythonhosted.org" in ln]
+    assert index_lines and all("TCP_DENIED/403" in ln for ln in index_lines), index_lines
+
+
 def test_status_shows_every_unit_active_and_every_worker_online(lab):
     proc = cli("status", "-i", str(lab))
     assert proc.returncode == 0, proc.stdout
@@ -106,6 +119,7 @@ def test_add_worker_joins_and_verify_sees_it(lab):
     assert "cluster_smoke" in proc.stdout
     lines = proc.stdout.splitlines()
     assert any(ln.startswith("ok") and "Check Flower shows the expected workers" in ln for ln in lines)
+    assert any(ln.startswith("ok") and "same Python packages (pip freeze)" in ln for ln in lines)
     assert flower_workers(lab).get("celery@spare1") is True
 
 
