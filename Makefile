@@ -41,7 +41,7 @@ lab-down: venv
 	$(BIN)/airflow-cluster lab down
 
 lint: venv
-	$(BIN)/ruff check airflow_cluster tests $(wildcard benchmarks)
+	$(BIN)/ruff check airflow_cluster tests plugins $(wildcard benchmarks)
 	$(BIN)/ansible-lint
 
 pytest: host-deps venv

@@ -27,6 +27,7 @@ def inventory(tmp_path):
         (["add-worker", "bad/name", "--host", "10.0.0.99", "-i", "{inv}"], "worker name 'bad/name'"),
         (["dags", "push", "-i", "{inv}", "--source", "/nonexistent"], "--source /nonexistent: no such folder"),
         (["status", "-i", "{inv}", "--bogus"], "unrecognized arguments: --bogus"),
+        (["lab", "proxy", "--index", "open"], "argument --index: invalid choice: 'open'"),
     ],
 )
 def test_bad_input_is_one_clear_line(cli, inventory, tmp_path, args, expect):

@@ -14,6 +14,8 @@ author: airflow-cluster
 """
 
 try:
-    from ansible_mitogen.plugins.strategy.mitogen_linear import StrategyModule  # noqa: F401
+    from ansible_mitogen.plugins.strategy.mitogen_linear import StrategyModule
 except ImportError:
-    from ansible.plugins.strategy.linear import StrategyModule  # noqa: F401
+    from ansible.plugins.strategy.linear import StrategyModule
+
+__all__ = ["StrategyModule"]
