@@ -575,6 +575,8 @@ def start_machine(m: Machine) -> None:
         "--timezone=off",
         "--link-journal=no",
         "--console=passive",
+        # The cluster's firewall (nftables) needs it; it acts on the machine's own network namespace only.
+        "--capability=CAP_NET_ADMIN",
     ]
     if Path("/dev/fuse").exists():
         nspawn.append("--bind=/dev/fuse")
