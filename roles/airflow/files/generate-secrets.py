@@ -1,7 +1,8 @@
 """Create the cluster's missing secrets on the control node, each in its own 0600 file, never printing one.
 
-usage: generate-secrets.py DIR NAME:LENGTH... [NAME:fernet]
-Existing files are kept. Prints the names of the files it created, one per line.
+usage: generate-secrets.py DIR [--archive ARCHIVE_DIR] NAME:LENGTH... [NAME:fernet]
+Existing files are kept; with --archive (rotation) each named existing file is first moved into ARCHIVE_DIR
+(0700) and replaced. Prints the names of the files it created, one per line.
 """
 
 import base64
@@ -15,11 +16,18 @@ ALPHABET = string.ascii_letters + string.digits
 
 def main() -> int:
     directory, specs = sys.argv[1], sys.argv[2:]
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    os.chmod(directory, 0o700)
+    archive = None
+    if specs[:1] == ["--archive"]:
+        archive, specs = specs[1], specs[2:]
+    folders = [directory] + ([os.path.dirname(archive), archive] if archive else [])
+    for folder in folders:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)
     for spec in specs:
         name, _, kind = spec.partition(":")
         path = os.path.join(directory, name)
+        if archive and os.path.exists(path):
+            os.replace(path, os.path.join(archive, name))
         if os.path.exists(path):
             continue
         if kind == "fernet":
