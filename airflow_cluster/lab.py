@@ -592,7 +592,9 @@ def start_machine(m: Machine) -> None:
         )
 
 
-def machine_ssh(m: Machine, *command: str, timeout: float = 30) -> subprocess.CompletedProcess:
+def machine_ssh(
+    m: Machine, *command: str, timeout: float = 30, stdin: str | None = None
+) -> subprocess.CompletedProcess:
     cmd = [
         "ssh",
         "-i",
@@ -609,7 +611,7 @@ def machine_ssh(m: Machine, *command: str, timeout: float = 30) -> subprocess.Co
         *command,
     ]
     try:
-        return run(cmd, check=False, timeout=timeout)
+        return run(cmd, check=False, timeout=timeout, input=stdin)
     except subprocess.TimeoutExpired:
         return subprocess.CompletedProcess(cmd, 255, "", "timeout")
 

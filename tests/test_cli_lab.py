@@ -4,8 +4,11 @@ task, dags push, and a deploy with a worker machine powered off. The tests run i
 import base64
 import json
 import shutil
+import socket
+import ssl
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -14,13 +17,38 @@ import pytest
 import yaml
 
 from airflow_cluster.lab import LAB_DIR, find_machine, machine_ssh, wait_for
-from tests.conftest import CLI, ROOT
+from tests.conftest import CLI, LAB_INVENTORY, ROOT
 
 pytestmark = pytest.mark.lab
 
 MASTER = "10.231.0.10"
+WORKERS = ("10.231.0.21", "10.231.0.22")
 SPARE = ("spare1", "10.231.0.101")
-API = f"http://{MASTER}/airflow"
+API = f"https://{MASTER}/airflow"
+SCAN = ROOT / "tests" / "data" / "probes" / "scan.py"
+
+
+def tls(inventory: Path = LAB_INVENTORY) -> ssl.SSLContext:
+    """Trusts only the cluster's self-signed certificate (checking it names the master's address)."""
+    return ssl.create_default_context(cafile=str(inventory / "credentials" / "tls.crt"))
+
+
+def lab_secrets(inventory: Path) -> list[str]:
+    """Every generated secret of the lab, rotated-out ones included (the certificate is public)."""
+    files = [p for p in (inventory / "credentials").rglob("*") if p.is_file() and p.name != "tls.crt"]
+    values = [p.read_text().strip() for p in files]
+    return [v for v in values if len(v) >= 16]
+
+
+def leaks_in(texts: dict[str, str], secrets: list[str]) -> list[tuple[str, int]]:
+    return [(name, i) for name, text in texts.items() for i, s in enumerate(secrets) if s in text]
+
+
+def scan(machine: str, *hosts: str) -> dict[str, list[int]]:
+    """TCP ports 1-65535 of each host that accept a connection from the lab machine."""
+    proc = machine_ssh(find_machine(machine), "python3", "-", *hosts, timeout=300, stdin=SCAN.read_text())
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
 
 
 def cli(*args, timeout=1800):
@@ -41,7 +69,7 @@ class Api:
         password = (inventory / "credentials" / "airflow_admin_password").read_text().strip()
         body = json.dumps({"username": "admin", "password": password}).encode()
         req = urllib.request.Request(f"{API}/auth/token", body, {"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with urllib.request.urlopen(req, timeout=30, context=tls(inventory)) as resp:
             self.token = json.load(resp)["access_token"]
 
     def call(self, path, body=None):
@@ -50,7 +78,7 @@ class Api:
             f"{API}/api/v2{path}", data,
             {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
         )
-        with urllib.request.urlopen(req, timeout=30) as resp:
+        with urllib.request.urlopen(req, timeout=30, context=tls()) as resp:
             return json.load(resp)
 
     @staticmethod
@@ -62,20 +90,28 @@ def flower_workers(inventory: Path) -> dict:
     password = (inventory / "credentials" / "flower_password").read_text().strip()
     auth = base64.b64encode(f"admin:{password}".encode()).decode()
     req = urllib.request.Request(
-        f"http://{MASTER}/flower/api/workers?refresh=1&status=1", headers={"Authorization": f"Basic {auth}"}
+        f"https://{MASTER}/flower/api/workers?refresh=1&status=1", headers={"Authorization": f"Basic {auth}"}
     )
-    with urllib.request.urlopen(req, timeout=30) as resp:
+    with urllib.request.urlopen(req, timeout=30, context=tls(inventory)) as resp:
         return json.load(resp)
 
 
 def test_deploy_shows_progress_and_a_recap(lab):
-    proc = cli("deploy", "-i", str(lab))
+    """The first deploy runs at -vvv: no secret it generated appears in its output or in what the run kept."""
+    proc = cli("deploy", "-i", str(lab), "-vvv")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert ": Prepare every cluster host" in proc.stdout
     hosts = (["master"], ["worker1"], ["worker2"])
     recap = [ln.split()[0] for ln in proc.stdout.splitlines() if ln.split()[:1] in hosts]
     assert sorted(set(recap)) == ["master", "worker1", "worker2"]
     assert "Deploy succeeded" in proc.stdout and "Full log: " in proc.stdout
+    run_dir = Path(proc.stdout.split("Full log: ")[1].split()[0]).parent
+    kept = {str(p): p.read_text(errors="replace") for p in run_dir.rglob("*") if p.is_file()}
+    # -vvv reached the kept log (task paths, module results in full), so the check below looked at it
+    assert "task path: " in kept[str(run_dir / "stdout")]
+    secrets = lab_secrets(lab)
+    assert len(secrets) >= 8  # 7 secrets and the TLS key
+    assert leaks_in({"stdout": proc.stdout, "stderr": proc.stderr, **kept}, secrets) == []
 
 
 def test_second_deploy_changes_nothing(lab):
@@ -108,6 +144,92 @@ def test_status_shows_every_unit_active_and_every_worker_online(lab):
     units = [u for h in doc["status"]["hosts"].values() for u in h["units"]]
     assert len(units) >= 10 and all(u["state"] == "active" for u in units)
     assert {u["unit"] for u in units} >= {"airflow-scheduler", "airflow-worker", "airflow-api-server", "nginx"}
+
+
+def test_from_outside_the_cluster_only_ssh_and_https_answer(lab):
+    """From spare1 (a lab machine outside the cluster) every TCP port of every node is scanned: only SSH, and nginx
+    on the master, accept a connection. From inside the cluster the internal ports do: the scan can tell."""
+    outside = scan(SPARE[0], MASTER, *WORKERS)
+    print("open from spare1:", outside)
+    assert outside == {MASTER: [22, 80, 443], WORKERS[0]: [22], WORKERS[1]: [22]}
+    assert scan("worker1", MASTER) == {MASTER: [22, 80, 443, 5432, 6379, 8080]}
+    assert scan("master", WORKERS[0]) == {WORKERS[0]: [22, 8793]}
+
+    # nginx from outside: HTTP redirects to HTTPS; nothing but the login page and health answers without a login
+    paths = ("/airflow/api/v2/dags", "/airflow/ui/config", "/flower/", "/flower/api/workers", "/airflow/auth/login/")
+    urls = [f"http://{MASTER}/airflow/"] + [f"https://{MASTER}{p}" for p in paths]
+    proc = machine_ssh(find_machine(SPARE[0]), "python3", "-", *urls, stdin=(SCAN.parent / "http.py").read_text())
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {
+        f"http://{MASTER}/airflow/": f"301 https://{MASTER}/airflow/",
+        f"https://{MASTER}/airflow/api/v2/dags": "401",
+        f"https://{MASTER}/airflow/ui/config": "401",
+        f"https://{MASTER}/flower/": "401",
+        f"https://{MASTER}/flower/api/workers": "401",
+        f"https://{MASTER}/airflow/auth/login/": "200",
+    }
+
+    # HTTPS with the generated certificate verifies for the master's address; TLS 1.1 and older are refused
+    with (
+        socket.create_connection((MASTER, 443), timeout=10) as raw,
+        tls(lab).wrap_socket(raw, server_hostname=MASTER) as conn,
+    ):
+        assert conn.version() in ("TLSv1.2", "TLSv1.3")
+    old = tls(lab)
+    old.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    old.maximum_version = ssl.TLSVersion.TLSv1_1
+    old.set_ciphers("ALL:@SECLEVEL=0")
+    with pytest.raises(ssl.SSLError), socket.create_connection((MASTER, 443), timeout=10) as raw:
+        old.wrap_socket(raw, server_hostname=MASTER)
+
+    # where the firewall lets a cluster host in, Postgres and Redis still want the right user and password
+    probe = (
+        "import psycopg2, socket\n"
+        "try:\n"
+        f"    psycopg2.connect(host='{MASTER}', user='postgres', password='x', dbname='postgres', connect_timeout=5)\n"
+        "except psycopg2.OperationalError as e:\n"
+        "    print(str(e).strip().splitlines()[-1])\n"
+        f"s = socket.create_connection(('{MASTER}', 6379), timeout=5); s.sendall(b'PING\\r\\n')\n"
+        "print(s.recv(100).decode().strip())\n"
+    )
+    proc = machine_ssh(find_machine("worker1"), "/opt/airflow/venv/bin/python", "-", stdin=probe)
+    assert proc.returncode == 0, proc.stderr
+    pg, redis = proc.stdout.strip().splitlines()
+    assert "no pg_hba.conf entry" in pg and 'user "postgres"' in pg
+    assert redis == "-NOAUTH Authentication required."
+
+
+def test_rotate_secrets_replaces_them_and_the_cluster_keeps_working(lab):
+    """playbooks/rotate_secrets.yml with plain ansible-playbook: every secret changes, the old ones are archived,
+    the old admin password is refused, a variable encrypted with the old fernet key still reads, verify passes."""
+    api = Api(lab)
+    probe = f"rotation_probe_{int(time.time())}"
+    api.call("/variables", {"key": probe, "value": "kept across rotation"})
+    before = {p.name: p.read_text() for p in (lab / "credentials").iterdir() if p.is_file()}
+    started = time.monotonic()
+    proc = subprocess.run(
+        [str(CLI.parent / "ansible-playbook"), "-i", str(lab), "playbooks/rotate_secrets.yml", "-e", "confirm=yes"],
+        capture_output=True, text=True, cwd=ROOT, timeout=1200,
+    )
+    print(f"rotate_secrets.yml: rc={proc.returncode} in {time.monotonic() - started:.1f}s")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    after = {p.name: p.read_text() for p in (lab / "credentials").iterdir() if p.is_file()}
+    generated = sorted(n for n in before if not n.startswith("tls."))
+    assert len(generated) == 7 and all(after[n] != before[n] for n in generated)
+    assert after["tls.key"] == before["tls.key"]
+    archive = max((lab / "credentials" / "rotated").iterdir())
+    assert {p.name: p.read_text() for p in archive.iterdir()} == {n: before[n] for n in generated}
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in archive.iterdir())
+    assert leaks_in({"stdout": proc.stdout, "stderr": proc.stderr}, lab_secrets(lab)) == []
+
+    old = json.dumps({"username": "admin", "password": before["airflow_admin_password"].strip()}).encode()
+    req = urllib.request.Request(f"{API}/auth/token", old, {"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(req, timeout=30, context=tls(lab))
+    assert refused.value.code == 401
+    assert Api(lab).call(f"/variables/{probe}")["value"] == "kept across rotation"
+    proc = cli("verify", "-i", str(lab))
+    assert proc.returncode == 0, proc.stdout[-3000:]
 
 
 def test_add_worker_joins_and_verify_sees_it(lab):
@@ -171,11 +293,9 @@ def test_deploy_with_a_worker_powered_off_names_it_unreachable(lab):
 
 def test_no_secret_in_what_the_runs_kept(lab):
     """Every generated secret of the lab cluster is absent from every kept run (logs, events, command)."""
-    secrets = [p.read_text().strip() for p in (lab / "credentials").iterdir() if p.is_file()]
-    secrets = [s for s in secrets if len(s) >= 16]
-    assert len(secrets) >= 6
+    secrets = lab_secrets(lab)
+    assert len(secrets) >= 8
     runs = Path.home() / ".local" / "state" / "airflow-cluster" / "runs"
     files = [p for p in runs.rglob("*") if p.is_file()]
     assert len(files) > 100
-    leaks = [(str(p), i) for p in files for i, s in enumerate(secrets) if s in p.read_text(errors="replace")]
-    assert leaks == []
+    assert leaks_in({str(p): p.read_text(errors="replace") for p in files}, secrets) == []
