@@ -199,6 +199,27 @@ def test_from_outside_the_cluster_only_ssh_and_https_answer(lab):
     assert redis == "-NOAUTH Authentication required."
 
 
+def test_airflow_processes_cannot_change_their_code_or_read_foreign_secrets(lab):
+    """On the nodes the airflow user (which runs every task) reads the DAGs and its configuration, and cannot write
+    the DAGs folder or the virtualenv; secret-holding files are 0640 root:airflow, nginx's key 0600 root."""
+    script = (
+        "for p in /var/lib/airflow/dags/x /opt/airflow/venv/bin/x /opt/airflow/venv/lib/x; do"
+        " runuser -u airflow -- touch $p 2>/dev/null && echo WRITABLE $p; done;"
+        " runuser -u airflow -- cat /var/lib/airflow/dags/cluster_smoke.py /etc/airflow/airflow.cfg >/dev/null"
+        " && echo READS;"
+        " stat -c '%n %a %U:%G' /etc/airflow/airflow.cfg /etc/airflow/airflow.env"
+    )
+    for name in ("master", "worker1"):
+        proc = machine_ssh(find_machine(name), "sh", "-s", stdin=script)
+        assert proc.stdout.splitlines() == [
+            "READS",
+            "/etc/airflow/airflow.cfg 640 root:airflow",
+            "/etc/airflow/airflow.env 640 root:airflow",
+        ], (name, proc.stdout, proc.stderr)
+    proc = machine_ssh(find_machine("master"), "sh", "-s", stdin="stat -c '%a %U' /etc/nginx/tls/airflow-cluster.key")
+    assert proc.stdout.strip() == "600 root"
+
+
 def test_rotate_secrets_replaces_them_and_the_cluster_keeps_working(lab):
     """playbooks/rotate_secrets.yml with plain ansible-playbook: every secret changes, the old ones are archived,
     the old admin password is refused, a variable encrypted with the old fernet key still reads, verify passes."""
