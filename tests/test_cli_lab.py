@@ -2,7 +2,9 @@
 task, dags push, and a deploy with a worker machine powered off. The tests run in file order on one lab."""
 
 import base64
+import http.cookiejar
 import json
+import re
 import shutil
 import socket
 import ssl
@@ -197,6 +199,34 @@ def test_from_outside_the_cluster_only_ssh_and_https_answer(lab):
     pg, redis = proc.stdout.strip().splitlines()
     assert "no pg_hba.conf entry" in pg and 'user "postgres"' in pg
     assert redis == "-NOAUTH Authentication required."
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def test_the_ui_login_works_over_https_under_the_subpath(lab):
+    """The FAB login form over HTTPS: it sends the browser back to https://<master>/airflow/ with the UI's token in
+    a Secure cookie (Airflow knows it is behind HTTPS and the subpath), and the UI's data endpoints take that token."""
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPSHandler(context=tls(lab)), urllib.request.HTTPCookieProcessor(jar), _NoRedirect
+    )
+    login = f"{API}/auth/login/"
+    page = opener.open(login, timeout=30).read().decode()
+    csrf = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    password = (lab / "credentials" / "airflow_admin_password").read_text().strip()
+    form = urllib.parse.urlencode({"csrf_token": csrf, "username": "admin", "password": password}).encode()
+    req = urllib.request.Request(f"{login}?next={API}/", form, {"Referer": login})
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        opener.open(req, timeout=30)
+    assert (answer.value.code, answer.value.headers["Location"]) == (302, f"{API}/")
+    cookies = {c.name: c for c in jar}
+    assert cookies["_token"].secure and cookies["session"].secure and cookies["_token"].path == "/airflow/"
+    req = urllib.request.Request(f"{API}/ui/config", headers={"Authorization": f"Bearer {cookies['_token'].value}"})
+    with urllib.request.urlopen(req, timeout=30, context=tls(lab)) as resp:
+        assert resp.status == 200
 
 
 def test_airflow_processes_cannot_change_their_code_or_read_foreign_secrets(lab):
