@@ -713,6 +713,10 @@ def write_inventory(machines: list[Machine], net: ipaddress.IPv4Network) -> None
                 # package index through the lab proxy, whose TLS certificates only the host's CA bundle trusts.
                 "airflow_pip_proxy": proxy_url(net),
                 "airflow_pip_ca_bundle": HOST_CA_BUNDLE,
+                # A lost worker's task is retried after 2 min instead of 5 (the fault drills power one off);
+                # running tasks still survive 100 s of api-server downtime (an upgrade of the master).
+                "airflow_task_heartbeat_timeout": 120,
+                "airflow_worker_max_failed_heartbeats": 20,
             },
             "children": children,
         }
