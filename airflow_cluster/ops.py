@@ -1,4 +1,4 @@
-"""The cluster commands: deploy, verify, status, add-worker, remove-worker, dags push.
+"""The cluster commands: deploy, verify, status, add-worker, remove-worker, dags push, backup, restore, upgrade.
 
 Each one runs a playbook under playbooks/ (see runner.py) and prints its result; none of them does anything a
 plain `ansible-playbook -i INV playbooks/<name>.yml` would not do, except editing the inventory file for
@@ -82,6 +82,39 @@ def add_commands(sub) -> None:
     _run_args(push)
     _json_arg(push)
 
+    b = sub.add_parser("backup", help="dump the metadata database now and copy it here (playbooks/backup.yml)")
+    _inventory_arg(b)
+    _run_args(b)
+    _json_arg(b)
+
+    rs = sub.add_parser("restore", help="replace the metadata database with a dump (playbooks/restore.yml)")
+    rs.add_argument("dump", help="a dump file here (inventory/<env>/backups/...) or one's name on the database host")
+    _inventory_arg(rs)
+    _yes_arg(rs)
+    _run_args(rs)
+    _json_arg(rs)
+
+    u = sub.add_parser("upgrade", help="move the cluster to the inventory's airflow_version (playbooks/upgrade.yml)")
+    u.add_argument("--batch", help="workers upgraded at a time: a count or a percentage (default 1)")
+    _inventory_arg(u)
+    _yes_arg(u)
+    _run_args(u)
+    _json_arg(u)
+
+
+def _yes_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation (confirm=yes)")
+
+
+def _confirmed(args, question: str) -> bool:
+    """The playbooks ask before they change what cannot be re-run; the CLI asks on its own terminal instead."""
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        sys.stderr.write(f"airflow-cluster: {question} Not asked (no terminal): pass --yes to go ahead.\n")
+        return False
+    return input(f"{question} Type yes: ").strip() == "yes"
+
 
 def _err(msg: str) -> int:
     sys.stderr.write(f"airflow-cluster: error: {msg}\n")
@@ -134,6 +167,19 @@ def run(args) -> int:
             if args.force:
                 extra.append('{"airflow_dags_force": true}')
             return _finish(_run(args, "dags.yml", extra), args, "DAG push")
+        if args.command == "backup":
+            return _finish(_run(args, "backup.yml"), args, "Backup")
+        if args.command == "restore":
+            dump = Path(args.dump).expanduser()
+            name = str(dump.resolve()) if dump.exists() else args.dump
+            if not _confirmed(args, f"Replace the cluster's metadata database with {name}?"):
+                return 1
+            return _finish(_run(args, "restore.yml", [json.dumps({"dump": name, "confirm": "yes"})]), args, "Restore")
+        if args.command == "upgrade":
+            extra = [json.dumps({"confirm": "yes", **({"upgrade_batch": args.batch} if args.batch else {})})]
+            if not _confirmed(args, "Upgrade the cluster to the inventory's airflow_version (the database is dumped)?"):
+                return 1
+            return _finish(_run(args, "upgrade.yml", extra), args, "Upgrade")
     except (RunError, inv.InventoryError) as exc:
         return _err(str(exc))
     except KeyboardInterrupt:
