@@ -7,11 +7,12 @@ WORKERS ?= 2
 # Host packages the lab needs (debootstrap, systemd-nspawn, squid) and the tools the tests call.
 HOST_PACKAGES := debootstrap systemd-container squid iproute2 openssh-client rsync curl
 
-.PHONY: help host-deps venv demo lab-up lab-down lint pytest molecule test clean lock benchmark
+.PHONY: help host-deps venv demo lab-up lab-down lint pytest molecule test drills clean lock benchmark
 
 help:
 	@echo "make demo    lab (1 master + $(WORKERS) workers) + cluster + verify, then print URLs and credentials"
-	@echo "make test    lint + pytest + molecule scenarios (the CI command)"
+	@echo "make test    lint + pytest, the lab tests and fault drills included (the CI command)"
+	@echo "make drills  only the lab tests and fault drills"
 	@echo "make lab-down  remove the lab"
 
 host-deps:
@@ -45,18 +46,24 @@ lint: venv
 	$(BIN)/ansible-lint
 
 pytest: host-deps venv
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=40
 
-# tests/test_cli_lab.py converges Debian 12 with rsync through the CLI (with idempotence and verify), so
-# `make test` runs one scenario for the other distribution and sync mode, to fit CI's 40 minutes.
-# `make molecule MOLECULE_SCENARIOS="default shared trixie trixie-shared"` runs them all.
+# The molecule scenarios converge the real playbooks on lab machines (Debian 12/13, rsync/shared). `make test` no
+# longer runs one: tests/test_cli_lab.py + test_drills.py cover Debian 12 with rsync and tests/test_fresh_lab.py
+# Debian 13 with sshfs (deploy, idempotence, verify), within CI's 40 minutes.
+# `make molecule MOLECULE_SCENARIOS="default shared trixie trixie-shared"` runs them.
 MOLECULE_SCENARIOS ?= trixie-shared
 
 molecule: host-deps venv
 	@set -e; for s in $(MOLECULE_SCENARIOS); do \
 	  echo "== molecule test -s $$s"; PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s $$s; done
 
-test: lint pytest molecule
+test: lint pytest
+
+# Only the lab tests: the end-to-end CLI tests, the fault drills and the fresh-lab drills (HA, upgrade, restore),
+# in that order, on fresh labs (part of `make test`).
+drills: host-deps venv
+	$(BIN)/pytest -q tests/test_cli_lab.py tests/test_drills.py tests/test_fresh_lab.py
 
 # Locks: files/locks/airflow-<version>-py<X.Y>.txt pins every package for each supported Debian's Python. They are
 # resolved for the exact interpreter the nodes have (markers can depend on the patch level: redis needs

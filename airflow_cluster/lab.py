@@ -50,6 +50,9 @@ HOST_TOOLS = {
     "ssh-keygen": "openssh-client",
 }
 GROUPS = ("airflow_master", "airflow_workers", "lab_spare")
+# Where each machine's processes are put (a cgroup per machine) in the hierarchies that exist on the host.
+CGROUP_PARENT = "airflow-lab"
+CGROUP_HIERARCHIES = ("/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd")
 NSPAWN_REBOOT_EXIT = 133  # systemd-nspawn exits with this when the machine asks for a reboot
 BOOT_TIMEOUT = 180
 CONTAINER_MASKED_UNITS = (
@@ -581,7 +584,17 @@ def start_machine(m: Machine) -> None:
     if Path("/dev/fuse").exists():
         nspawn.append("--bind=/dev/fuse")
     # Supervisor loop: a reboot requested inside the machine (exit 133) boots it again; anything else ends.
-    loop = f'while :; do "$@"; rc=$?; [ "$rc" -eq {NSPAWN_REBOOT_EXIT} ] || exit "$rc"; done'
+    # It first moves into a cgroup of the machine's own in every writable hierarchy. Without one, on a host with
+    # the hybrid layout every machine's systemd uses the same unified cgroup per unit name (master's and worker1's
+    # airflow-api-server.service were one cgroup): it then sees the other machine's processes as PID 0, cannot
+    # kill the unit's leftover processes ("Failed to kill control group: Input/output error"), and a restarted
+    # unit finds its port still taken by them.
+    own = "".join(
+        f"[ -f {h}/cgroup.procs ] && mkdir -p {h}/{CGROUP_PARENT}/{m.name} "
+        f"&& echo $$ > {h}/{CGROUP_PARENT}/{m.name}/cgroup.procs; "
+        for h in CGROUP_HIERARCHIES
+    )
+    loop = own + f'while :; do "$@"; rc=$?; [ "$rc" -eq {NSPAWN_REBOOT_EXIT} ] || exit "$rc"; done'
     with open(logdir / f"{m.name}.log", "ab") as log:
         subprocess.Popen(
             ["sh", "-c", loop, f"--directory={m.root}", *nspawn],

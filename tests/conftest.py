@@ -36,3 +36,17 @@ def lab():
     yield LAB_INVENTORY
     if not reuse:
         subprocess.run([str(CLI), "lab", "down"], check=True)
+
+
+# (drill, seconds from the fault until verify.yml passed again): tests/drills.py records them, and they are
+# printed at the end of the run for the note.
+DRILL_TIMES: list[tuple[str, float]] = []
+# The main lab's dump, credentials and history, for tests/test_fresh_lab.py to restore into a new lab.
+HANDOVER = Path("/var/lib/airflow-cluster/handover")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if DRILL_TIMES:
+        terminalreporter.section("fault drills: time until verify.yml passed again")
+        for name, seconds in DRILL_TIMES:
+            terminalreporter.write_line(f"{seconds:7.1f} s  {name}")

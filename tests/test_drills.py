@@ -1,0 +1,154 @@
+"""Fault drills on the main lab (after tests/test_cli_lab.py, on the same machines): reboot everything, kill -9 the
+components, restart Redis and Postgres under load, power a worker off mid-task, stop a worker while it runs a
+task, and scheduled backups. Each drill ends with verify.yml passing and every DAG run it started finished."""
+
+import json
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import CLI, HANDOVER
+from tests.drills import (
+    on,
+    probe_dags,
+    push_probe,
+    run_path,
+    source_var,
+    task,
+    trigger,
+    unit_pids,
+    verify_after,
+    wait_finished,
+    wait_healthy,
+    wait_restarted,
+    wait_running,
+)
+from tests.test_cli_lab import MASTER, WORKERS, Api, cli
+
+pytestmark = pytest.mark.lab
+NAMES = {"10.231.0.21": "worker1", "10.231.0.22": "worker2"}
+
+
+@pytest.fixture(scope="module")
+def dags(tmp_path_factory):
+    return probe_dags(tmp_path_factory.mktemp("drills"))
+
+
+def test_the_fault_probe_dag_is_delivered(lab, dags):
+    push_probe(lab, dags)
+
+
+def test_drill_reboot_every_machine(lab):
+    """Every machine reboots at once; every unit comes back by itself and the runs before it are kept."""
+    api = Api(lab)
+    before = trigger(api, 2, 5)
+    assert set(wait_finished(api, before).values()) == {"success"}
+    started = time.monotonic()
+    subprocess.run([str(CLI), "lab", "restart"], check=True, timeout=600)
+    wait_healthy(lab)
+    verify_after("reboot every machine", started, lab)
+    api = Api(lab)
+    assert {r: api.call(run_path(r))["state"] for r in before} == dict.fromkeys(before, "success")
+
+
+def test_drill_kill_9_of_scheduler_api_server_and_worker(lab):
+    """SIGKILL to the scheduler, the api-server and an idle worker's Celery process while a task runs elsewhere:
+    systemd restarts them, and the running task survives the api-server's restart (its first try succeeds)."""
+    api = Api(lab)
+    [run] = trigger(api, 1, 45)
+    busy = wait_running(api, run)
+    idle = next(n for n in NAMES.values() if n != busy)
+    master_units = unit_pids("master", "airflow-scheduler", "airflow-api-server")
+    worker_units = unit_pids(idle, "airflow-worker")
+    started = time.monotonic()
+    on("master", "".join(f"kill -9 {pid}\n" for pid in master_units.values()))
+    on(idle, f"kill -9 {worker_units['airflow-worker']}\n")
+    wait_restarted("master", master_units)
+    wait_restarted(idle, worker_units)
+    assert wait_finished(Api(lab), [run]) == {run: "success"}
+    ti = task(Api(lab), run)
+    assert (ti["hostname"], ti["try_number"]) == (busy, 1)
+    wait_healthy(lab)
+    verify_after("kill -9 scheduler, api-server, worker", started, lab)
+
+
+def test_drill_restart_redis_and_postgres_under_load(lab):
+    """Redis, then Postgres restart while runs are queued and running: every run still succeeds."""
+    api = Api(lab)
+    runs = trigger(api, 6, 15)
+    wait_running(api, runs[0])
+    started = time.monotonic()
+    on("master", "systemctl restart redis-server\nsystemctl restart postgresql\n")
+    assert set(wait_finished(Api(lab), runs).values()) == {"success"}
+    verify_after("restart Redis and Postgres under load", started, lab)
+
+
+def test_drill_power_off_a_worker_mid_task(lab, dags):
+    """The worker running a task loses power: a deploy names it unreachable and changes nothing elsewhere; the
+    scheduler fails the lost try after airflow_task_heartbeat_timeout and the retry succeeds on the other worker."""
+    api = Api(lab)
+    [run] = trigger(api, 1, 30)
+    lost = wait_running(api, run)
+    started = time.monotonic()
+    subprocess.run([str(CLI), "lab", "stop", lost, "--force"], check=True)
+    try:
+        proc = cli("deploy", "-i", str(lab), "-e", source_var(dags))
+        assert proc.returncode != 0
+        lines = [ln for ln in proc.stdout.splitlines() if lost in ln and "UNREACHABLE" in ln]
+        assert len(lines) == 1, proc.stdout[-2000:]
+        assert "Traceback" not in proc.stdout + proc.stderr
+        doc = json.loads(cli("deploy", "-i", str(lab), "--json", "-e", source_var(dags)).stdout)
+        assert not doc["ok"] and all(s["changed"] == 0 for s in doc["hosts"].values())
+        assert wait_finished(Api(lab), [run]) == {run: "success"}
+        ti = task(Api(lab), run)
+        assert ti["hostname"] != lost and ti["try_number"] >= 2
+    finally:
+        subprocess.run([str(CLI), "lab", "start", lost], check=True)
+    wait_healthy(lab)
+    verify_after("power off a worker mid-task", started, lab)
+
+
+def test_drill_graceful_worker_stop_lets_the_running_task_finish(lab):
+    """systemctl stop of the worker running a 60 s task returns once the task has finished: it succeeds on its
+    first try on that worker, and nothing is marked failed."""
+    api = Api(lab)
+    [run] = trigger(api, 1, 60)
+    busy = wait_running(api, run)
+    started = time.monotonic()
+    on(busy, "systemctl stop airflow-worker\n", timeout=700)
+    api = Api(lab)
+    ti = task(api, run)
+    assert (ti["state"], ti["hostname"], ti["try_number"]) == ("success", busy, 1)
+    assert api.call(run_path(run))["state"] == "success"
+    on(busy, "systemctl start airflow-worker\n")
+    wait_healthy(lab)
+    verify_after("graceful stop of a worker during a 60 s task", started, lab)
+
+
+def test_backups_run_on_a_timer_keep_the_newest_and_reach_the_control_node(lab):
+    assert on("master", "systemctl is-enabled postgresql-backup.timer; systemctl is-active postgresql-backup.timer\n"
+              ).split() == ["enabled", "active"]
+    # Nine older dumps: after the next one, only the newest 7 remain.
+    old = [f"airflow-20200101T00000{i}Z.dump" for i in range(1, 10)]
+    before = on("master", "cd /var/backups/airflow-db\n"
+                + "".join(f"install -o postgres -m 600 /dev/null {name}\n" for name in old) + "ls\n").split()
+    api = Api(lab)
+    api.call("/variables", {"key": "restore_probe", "value": "from the first lab"})
+    runs = api.call("/dags/~/dagRuns?limit=1000&state=success")
+    proc = cli("backup", "-i", str(lab))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    kept = on("master", "ls /var/backups/airflow-db\n").split()
+    [new] = set(kept) - set(before)
+    assert kept == sorted([*before, new])[-7:]
+    copies = sorted((lab / "backups").glob("airflow-*.dump"))
+    assert copies and copies[-1].name == kept[-1] and copies[-1].stat().st_mode & 0o777 == 0o600
+    # For tests/test_fresh_lab.py: the dump, the credentials it goes with, and the history it must bring back.
+    shutil.rmtree(HANDOVER, ignore_errors=True)
+    HANDOVER.mkdir(parents=True, mode=0o700)
+    shutil.copy(copies[-1], HANDOVER / "airflow.dump")
+    shutil.copytree(lab / "credentials", HANDOVER / "credentials", ignore=shutil.ignore_patterns("rotated"))
+    history = {"runs": sorted(f"{r['dag_id']}/{r['dag_run_id']}" for r in runs["dag_runs"]), "master": MASTER}
+    (HANDOVER / "history.json").write_text(json.dumps(history))
+    assert len(history["runs"]) >= 10 and WORKERS

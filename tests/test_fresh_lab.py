@@ -1,0 +1,125 @@
+"""A second, fresh lab after the main one (tests/test_cli_lab.py, tests/test_drills.py): Debian 13, DAGs on a shared
+sshfs volume, two schedulers and api-servers (worker1 in airflow_schedulers), Airflow 3.3.1 first. On it: the HA
+drill, the upgrade drill to 3.3.2 with runs in flight, and the restore drill with the main lab's dump and
+credentials (the machines are new, the control node kept its files). Then a re-run changes nothing."""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import CLI, HANDOVER, LAB_INVENTORY
+from tests.drills import (
+    answered,
+    on,
+    probe_dags,
+    push_probe,
+    source_var,
+    task,
+    trigger,
+    verify_after,
+    wait_finished,
+)
+from tests.test_cli_lab import Api, cli, lab_secrets, leaks_in
+
+pytestmark = pytest.mark.lab
+OLD, NEW = "3.3.1", "3.3.2"
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    """The new lab's inventory: the main lab's credentials, shared DAGs, HA, the older Airflow."""
+    assert (HANDOVER / "airflow.dump").is_file(), "tests/test_drills.py leaves the main lab's dump in " + str(HANDOVER)
+    reuse = os.environ.get("AIRFLOW_CLUSTER_REUSE_LAB") == "1" and (LAB_INVENTORY / "hosts.yml").exists()
+    if not reuse:
+        subprocess.run([str(CLI), "lab", "down"], check=True)
+        subprocess.run([str(CLI), "lab", "up", "--workers", "2", "--distro", "trixie"], check=True)
+        shutil.copytree(HANDOVER / "credentials", LAB_INVENTORY / "credentials")
+        hosts = LAB_INVENTORY / "hosts.yml"
+        data = yaml.safe_load(hosts.read_text())
+        data["all"]["children"]["airflow_schedulers"] = {"hosts": {"worker1": {}}}
+        hosts.write_text(yaml.safe_dump(data, sort_keys=False))
+        (LAB_INVENTORY / "group_vars").mkdir(exist_ok=True)
+        set_version(OLD)
+    yield LAB_INVENTORY, probe_dags(tmp_path_factory.mktemp("fresh"))
+    if not reuse:
+        subprocess.run([str(CLI), "lab", "down"], check=True)
+
+
+def set_version(version: str) -> None:
+    settings = {"airflow_version": version, "airflow_dag_sync": "shared", "airflow_dags_shared_type": "sshfs"}
+    (LAB_INVENTORY / "group_vars" / "all.yml").write_text(yaml.safe_dump(settings))
+
+
+def test_a_fresh_debian_13_lab_deploys_the_older_version_with_two_schedulers(fresh):
+    lab, dags = fresh
+    proc = cli("deploy", "-i", str(lab), "-e", source_var(dags))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert Api(lab).call("/version")["version"] == OLD
+    for host in ("master", "worker1"):
+        assert on(host, "systemctl is-active airflow-scheduler airflow-api-server\n").split() == ["active"] * 2
+
+
+def test_ha_drill_dags_run_with_the_masters_scheduler_and_api_server_stopped(fresh):
+    lab, dags = fresh
+    api = push_probe(lab, dags)
+    started = time.monotonic()
+    on("master", "systemctl stop airflow-scheduler airflow-api-server\n")
+    try:
+        api = Api(lab)  # through nginx: worker1's api-server answers
+        [run] = trigger(api, 1, 5)
+        assert wait_finished(api, [run], timeout=300) == {run: "success"}
+    finally:
+        on("master", "systemctl start airflow-scheduler airflow-api-server\n")
+    verify_after("HA: the master's scheduler and api-server stopped", started, lab)
+
+
+def test_upgrade_drill_runs_in_flight_finish_on_the_new_version(fresh):
+    lab, dags = fresh
+    api = Api(lab)
+    runs = trigger(api, 4, 40)
+    api.wait("a run to start", lambda: answered(lambda: task(api, runs[0])["state"] == "running"), timeout=120)
+    set_version(NEW)
+    started = time.monotonic()
+    proc = cli("upgrade", "-i", str(lab), "--yes", "-e", source_var(dags))
+    print(f"upgrade {OLD} -> {NEW}: rc={proc.returncode} in {time.monotonic() - started:.0f}s")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    api = Api(lab)
+    assert api.call("/version")["version"] == NEW
+    assert set(wait_finished(api, runs).values()) == {"success"}
+    assert list((lab / "backups").glob("airflow-*.dump")), "upgrade.yml fetches the dump it makes first"
+    dumps = on("master", "ls /var/backups/airflow-db\n").split()
+    assert dumps
+    verify_after(f"upgrade {OLD} -> {NEW} (from the start of upgrade.yml)", started, lab)
+
+
+def test_restore_drill_brings_back_the_main_labs_history(fresh):
+    lab, dags = fresh
+    history = json.loads((HANDOVER / "history.json").read_text())
+    started = time.monotonic()
+    proc = cli("restore", str(HANDOVER / "airflow.dump"), "-i", str(lab), "--yes", "-e", source_var(dags))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    api = Api(lab)  # the admin password in credentials/ works on the restored users
+    runs = api.call("/dags/~/dagRuns?limit=1000&state=success")["dag_runs"]
+    assert set(history["runs"]) <= {f"{r['dag_id']}/{r['dag_run_id']}" for r in runs}
+    # encrypted with the main lab's fernet key, which came along with the credentials
+    assert api.call("/variables/restore_probe")["value"] == "from the first lab"
+    verify_after("restore the main lab's dump into a fresh lab (from the start of restore.yml)", started, lab)
+
+
+def test_a_re_run_after_upgrade_and_restore_changes_nothing(fresh):
+    lab, dags = fresh
+    doc = json.loads(cli("deploy", "-i", str(lab), "--json", "-e", source_var(dags)).stdout)
+    assert doc["ok"] and {h: s["changed"] for h, s in doc["hosts"].items()} == dict.fromkeys(doc["hosts"], 0)
+
+
+def test_no_secret_in_what_the_fresh_labs_runs_kept(fresh):
+    """Upgrade, backup and restore handle the same secrets: none of them in any kept run of the session."""
+    lab, _ = fresh
+    files = [p for p in (Path.home() / ".local" / "state" / "airflow-cluster" / "runs").rglob("*") if p.is_file()]
+    assert leaks_in({str(p): p.read_text(errors="replace") for p in files}, lab_secrets(lab)) == []
