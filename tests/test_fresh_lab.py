@@ -108,7 +108,7 @@ def test_restore_drill_brings_back_the_main_labs_history(fresh):
     runs = api.call("/dags/~/dagRuns?limit=1000&state=success")["dag_runs"]
     assert set(history["runs"]) <= {f"{r['dag_id']}/{r['dag_run_id']}" for r in runs}
     # encrypted with the main lab's fernet key, which came along with the credentials
-    assert api.call("/variables/restore_probe")["value"] == "from the first lab"
+    assert api.call(f"/variables/{history['variable']}")["value"] == "from the first lab"
     verify_after("restore the main lab's dump into a fresh lab (from the start of restore.yml)", started, lab)
 
 
