@@ -697,6 +697,9 @@ def current_groups() -> dict[str, str]:
         return {}
     groups: dict[str, str] = {}
     for group, body in ((data.get("all") or {}).get("children") or {}).items():
+        # Extra groups a user adds (airflow_schedulers, airflow_postgres) are not a machine's place in the lab.
+        if group not in GROUPS:
+            continue
         for host in (body or {}).get("hosts") or {}:
             # add-worker leaves a spare machine in lab_spare too: the cluster group wins
             if groups.get(host, "").startswith("airflow_") and not group.startswith("airflow_"):
