@@ -26,7 +26,8 @@ LAB_INVENTORY = ROOT / "inventory" / "lab"
 def lab():
     """A fresh lab of real machines (1 master, 2 workers, 1 spare) for the whole test session.
 
-    Set AIRFLOW_CLUSTER_REUSE_LAB=1 to use the lab that is already up (and keep it) while developing.
+    Set AIRFLOW_CLUSTER_REUSE_LAB=1 to use the lab that is already up (and keep it) while developing, and
+    AIRFLOW_CLUSTER_KEEP_LAB=1 to keep the fresh lab after the tests (to look into a failure).
     Yields the lab inventory directory.
     """
     reuse = os.environ.get("AIRFLOW_CLUSTER_REUSE_LAB") == "1" and (LAB_INVENTORY / "hosts.yml").exists()
@@ -34,7 +35,7 @@ def lab():
         subprocess.run([str(CLI), "lab", "down"], check=True)
         subprocess.run([str(CLI), "lab", "up", "--workers", "2", "--spare", "1"], check=True)
     yield LAB_INVENTORY
-    if not reuse:
+    if not reuse and os.environ.get("AIRFLOW_CLUSTER_KEEP_LAB") != "1":
         subprocess.run([str(CLI), "lab", "down"], check=True)
 
 

@@ -82,6 +82,16 @@ def wait_finished(api: Api, run_ids: list[str], timeout: float = 600) -> dict[st
     return api.wait(f"{len(run_ids)} fault_probe runs to finish", lambda: answered(states), timeout=timeout, interval=3)
 
 
+def tries(api: Api, run_ids: list[str]) -> str:
+    """Every try of each run's task (state, worker, times): the message of a failed drill."""
+    lines = []
+    for r in run_ids:
+        for t in answered(lambda r=r: api.call(f"{run_path(r)}/taskInstances/work/tries")["task_instances"]) or []:
+            when = f"{t['start_date']}..{t['end_date']}"
+            lines.append(f"{r} try {t['try_number']}: {t['state']} on {t['hostname']} {when}")
+    return "\n".join(lines)
+
+
 def unit_pids(machine: str, *units: str) -> dict[str, str]:
     out = on(machine, "".join(f"systemctl show -P MainPID {u}\n" for u in units))
     return dict(zip(units, out.split(), strict=True))

@@ -17,6 +17,7 @@ from tests.drills import (
     run_path,
     source_var,
     task,
+    tries,
     trigger,
     unit_pids,
     verify_after,
@@ -44,7 +45,7 @@ def test_drill_reboot_every_machine(lab):
     """Every machine reboots at once; every unit comes back by itself and the runs before it are kept."""
     api = Api(lab)
     before = trigger(api, 2, 5)
-    assert set(wait_finished(api, before).values()) == {"success"}
+    assert set(wait_finished(api, before).values()) == {"success"}, tries(api, before)
     started = time.monotonic()
     subprocess.run([str(CLI), "lab", "restart"], check=True, timeout=600)
     wait_healthy(lab)
@@ -57,7 +58,7 @@ def test_drill_kill_9_of_scheduler_api_server_and_worker(lab):
     """SIGKILL to the scheduler, the api-server and an idle worker's Celery process while a task runs elsewhere:
     systemd restarts them, and the running task survives the api-server's restart (its first try succeeds)."""
     api = Api(lab)
-    [run] = trigger(api, 1, 45)
+    [run] = trigger(api, 1, 30)
     busy = wait_running(api, run)
     idle = next(n for n in NAMES.values() if n != busy)
     master_units = unit_pids("master", "airflow-scheduler", "airflow-api-server")
@@ -67,7 +68,7 @@ def test_drill_kill_9_of_scheduler_api_server_and_worker(lab):
     on(idle, f"kill -9 {worker_units['airflow-worker']}\n")
     wait_restarted("master", master_units)
     wait_restarted(idle, worker_units)
-    assert wait_finished(Api(lab), [run]) == {run: "success"}
+    assert wait_finished(Api(lab), [run]) == {run: "success"}, tries(Api(lab), [run])
     ti = task(Api(lab), run)
     assert (ti["hostname"], ti["try_number"]) == (busy, 1)
     verify_after("kill -9 scheduler, api-server, worker", started, lab)
@@ -80,7 +81,7 @@ def test_drill_restart_redis_and_postgres_under_load(lab):
     wait_running(api, runs[0])
     started = time.monotonic()
     on("master", "systemctl restart redis-server\nsystemctl restart postgresql\n")
-    assert set(wait_finished(Api(lab), runs).values()) == {"success"}
+    assert set(wait_finished(Api(lab), runs).values()) == {"success"}, tries(Api(lab), runs)
     verify_after("restart Redis and Postgres under load", started, lab)
 
 
@@ -93,14 +94,12 @@ def test_drill_power_off_a_worker_mid_task(lab, dags):
     started = time.monotonic()
     subprocess.run([str(CLI), "lab", "stop", lost, "--force"], check=True)
     try:
-        proc = cli("deploy", "-i", str(lab), "-e", source_var(dags))
-        assert proc.returncode != 0
-        lines = [ln for ln in proc.stdout.splitlines() if lost in ln and "UNREACHABLE" in ln]
-        assert len(lines) == 1, proc.stdout[-2000:]
-        assert "Traceback" not in proc.stdout + proc.stderr
-        doc = json.loads(cli("deploy", "-i", str(lab), "--json", "-e", source_var(dags)).stdout)
-        assert not doc["ok"] and all(s["changed"] == 0 for s in doc["hosts"].values())
-        assert wait_finished(Api(lab), [run]) == {run: "success"}
+        proc = cli("deploy", "-i", str(lab), "--json", "-e", source_var(dags))
+        assert proc.returncode != 0 and "Traceback" not in proc.stdout + proc.stderr
+        doc = json.loads(proc.stdout)
+        assert not doc["ok"] and [f["host"] for f in doc["failures"] if f["unreachable"]] == [lost]
+        assert all(s["changed"] == 0 for s in doc["hosts"].values())
+        assert wait_finished(Api(lab), [run]) == {run: "success"}, tries(Api(lab), [run])
         ti = task(Api(lab), run)
         assert ti["hostname"] != lost and ti["try_number"] >= 2
     finally:

@@ -21,6 +21,7 @@ from tests.drills import (
     push_probe,
     source_var,
     task,
+    tries,
     trigger,
     verify_after,
     wait_finished,
@@ -47,7 +48,7 @@ def fresh(tmp_path_factory):
         (LAB_INVENTORY / "group_vars").mkdir(exist_ok=True)
         set_version(OLD)
     yield LAB_INVENTORY, probe_dags(tmp_path_factory.mktemp("fresh"))
-    if not reuse:
+    if not reuse and os.environ.get("AIRFLOW_CLUSTER_KEEP_LAB") != "1":
         subprocess.run([str(CLI), "lab", "down"], check=True)
 
 
@@ -73,7 +74,7 @@ def test_ha_drill_dags_run_with_the_masters_scheduler_and_api_server_stopped(fre
     try:
         api = Api(lab)  # through nginx: worker1's api-server answers
         [run] = trigger(api, 1, 5)
-        assert wait_finished(api, [run], timeout=300) == {run: "success"}
+        assert wait_finished(api, [run], timeout=300) == {run: "success"}, tries(api, [run])
     finally:
         on("master", "systemctl start airflow-scheduler airflow-api-server\n")
     verify_after("HA: the master's scheduler and api-server stopped", started, lab)
@@ -91,7 +92,7 @@ def test_upgrade_drill_runs_in_flight_finish_on_the_new_version(fresh):
     assert proc.returncode == 0, proc.stdout[-3000:]
     api = Api(lab)
     assert api.call("/version")["version"] == NEW
-    assert set(wait_finished(api, runs).values()) == {"success"}
+    assert set(wait_finished(api, runs).values()) == {"success"}, tries(api, runs)
     assert list((lab / "backups").glob("airflow-*.dump")), "upgrade.yml fetches the dump it makes first"
     dumps = on("master", "ls /var/backups/airflow-db\n").split()
     assert dumps
