@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -20,6 +21,8 @@ def cli():
 
 
 LAB_INVENTORY = ROOT / "inventory" / "lab"
+# The main lab's dump, credentials and history, for tests/test_fresh_lab.py to restore into a new lab.
+HANDOVER = Path("/var/lib/airflow-cluster/handover")
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +35,7 @@ def lab():
     """
     reuse = os.environ.get("AIRFLOW_CLUSTER_REUSE_LAB") == "1" and (LAB_INVENTORY / "hosts.yml").exists()
     if not reuse:
+        shutil.rmtree(HANDOVER, ignore_errors=True)  # tests/test_fresh_lab.py must get this session's dump
         subprocess.run([str(CLI), "lab", "down"], check=True)
         subprocess.run([str(CLI), "lab", "up", "--workers", "2", "--spare", "1"], check=True)
     yield LAB_INVENTORY
@@ -42,8 +46,6 @@ def lab():
 # (drill, seconds from the fault until verify.yml passed again): tests/drills.py records them, and they are
 # printed at the end of the run for the issue's note.
 DRILL_TIMES: list[tuple[str, float]] = []
-# The main lab's dump, credentials and history, for tests/test_fresh_lab.py to restore into a new lab.
-HANDOVER = Path("/var/lib/airflow-cluster/handover")
 
 
 def pytest_terminal_summary(terminalreporter):
