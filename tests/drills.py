@@ -31,6 +31,11 @@ def answered(fn):
         return None
 
 
+def api_up(lab: Path, timeout: float = 300) -> Api:
+    """A token from the api-server once it answers through nginx again (it restarts in the drills)."""
+    return wait_for("the api-server to answer through nginx", lambda: answered(lambda: Api(lab)), timeout, 2)
+
+
 def probe_dags(tmp: Path) -> Path:
     """The shipped DAGs plus fault_probe, as a folder for `dags push --source` and -e airflow_dags_source."""
     dags = tmp / "dags"
@@ -47,7 +52,7 @@ def source_var(dags: Path) -> str:
 def push_probe(lab: Path, dags: Path) -> Api:
     proc = cli("dags", "push", "-i", str(lab), "--source", str(dags))
     assert proc.returncode == 0, proc.stdout[-3000:]
-    api = Api(lab)
+    api = api_up(lab)
     api.wait("fault_probe to be parsed",
              lambda: answered(lambda: api.call("/dags?dag_id_pattern=fault_probe")["total_entries"]), timeout=120)
     return api

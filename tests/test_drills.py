@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import CLI, HANDOVER
 from tests.drills import (
+    api_up,
     on,
     probe_dags,
     push_probe,
@@ -26,7 +27,7 @@ from tests.drills import (
     wait_restarted,
     wait_running,
 )
-from tests.test_cli_lab import Api, cli
+from tests.test_cli_lab import cli
 
 pytestmark = pytest.mark.lab
 NAMES = {"10.231.0.21": "worker1", "10.231.0.22": "worker2"}
@@ -43,21 +44,21 @@ def test_the_fault_probe_dag_is_delivered(lab, dags):
 
 def test_drill_reboot_every_machine(lab):
     """Every machine reboots at once; every unit comes back by itself and the runs before it are kept."""
-    api = Api(lab)
+    api = api_up(lab)
     before = trigger(api, 2, 5)
     assert set(wait_finished(api, before).values()) == {"success"}, tries(api, before)
     started = time.monotonic()
     subprocess.run([str(CLI), "lab", "restart"], check=True, timeout=600)
     wait_healthy(lab)
     verify_after("reboot every machine", started, lab)
-    api = Api(lab)
+    api = api_up(lab)
     assert {r: api.call(run_path(r))["state"] for r in before} == dict.fromkeys(before, "success")
 
 
 def test_drill_kill_9_of_scheduler_api_server_and_worker(lab):
     """SIGKILL to the scheduler, the api-server and an idle worker's Celery process while a task runs elsewhere:
     systemd restarts them, and the running task survives the api-server's restart (its first try succeeds)."""
-    api = Api(lab)
+    api = api_up(lab)
     [run] = trigger(api, 1, 30)
     busy = wait_running(api, run)
     idle = next(n for n in NAMES.values() if n != busy)
@@ -68,27 +69,27 @@ def test_drill_kill_9_of_scheduler_api_server_and_worker(lab):
     on(idle, f"kill -9 {worker_units['airflow-worker']}\n")
     wait_restarted("master", master_units)
     wait_restarted(idle, worker_units)
-    assert wait_finished(Api(lab), [run]) == {run: "success"}, tries(Api(lab), [run])
-    ti = task(Api(lab), run)
+    assert wait_finished(api_up(lab), [run]) == {run: "success"}, tries(api_up(lab), [run])
+    ti = task(api_up(lab), run)
     assert (ti["hostname"], ti["try_number"]) == (busy, 1)
     verify_after("kill -9 scheduler, api-server, worker", started, lab)
 
 
 def test_drill_restart_redis_and_postgres_under_load(lab):
     """Redis, then Postgres restart while runs are queued and running: every run still succeeds."""
-    api = Api(lab)
+    api = api_up(lab)
     runs = trigger(api, 6, 15)
     wait_running(api, runs[0])
     started = time.monotonic()
     on("master", "systemctl restart redis-server\nsystemctl restart postgresql\n")
-    assert set(wait_finished(Api(lab), runs).values()) == {"success"}, tries(Api(lab), runs)
+    assert set(wait_finished(api_up(lab), runs).values()) == {"success"}, tries(api_up(lab), runs)
     verify_after("restart Redis and Postgres under load", started, lab)
 
 
 def test_drill_power_off_a_worker_mid_task(lab, dags):
     """The worker running a task loses power: a deploy names it unreachable and changes nothing elsewhere; the
     scheduler fails the lost try after airflow_task_heartbeat_timeout and the retry succeeds on the other worker."""
-    api = Api(lab)
+    api = api_up(lab)
     [run] = trigger(api, 1, 30)
     lost = wait_running(api, run)
     started = time.monotonic()
@@ -99,8 +100,8 @@ def test_drill_power_off_a_worker_mid_task(lab, dags):
         doc = json.loads(proc.stdout)
         assert not doc["ok"] and [f["host"] for f in doc["failures"] if f["unreachable"]] == [lost]
         assert all(s["changed"] == 0 for s in doc["hosts"].values())
-        assert wait_finished(Api(lab), [run]) == {run: "success"}, tries(Api(lab), [run])
-        ti = task(Api(lab), run)
+        assert wait_finished(api_up(lab), [run]) == {run: "success"}, tries(api_up(lab), [run])
+        ti = task(api_up(lab), run)
         assert ti["hostname"] != lost and ti["try_number"] >= 2
     finally:
         subprocess.run([str(CLI), "lab", "start", lost], check=True)
@@ -110,12 +111,12 @@ def test_drill_power_off_a_worker_mid_task(lab, dags):
 def test_drill_graceful_worker_stop_lets_the_running_task_finish(lab):
     """systemctl stop of the worker running a 60 s task returns once the task has finished: it succeeds on its
     first try on that worker, and nothing is marked failed."""
-    api = Api(lab)
+    api = api_up(lab)
     [run] = trigger(api, 1, 60)
     busy = wait_running(api, run)
     started = time.monotonic()
     on(busy, "systemctl stop airflow-worker\n", timeout=700)
-    api = Api(lab)
+    api = api_up(lab)
     ti = task(api, run)
     assert (ti["state"], ti["hostname"], ti["try_number"]) == ("success", busy, 1)
     assert api.call(run_path(run))["state"] == "success"
@@ -130,7 +131,7 @@ def test_backups_run_on_a_timer_keep_the_newest_and_reach_the_control_node(lab):
     old = [f"airflow-20200101T00000{i}Z.dump" for i in range(1, 10)]
     before = on("master", "cd /var/backups/airflow-db\n"
                 + "".join(f"install -o postgres -m 600 /dev/null {name}\n" for name in old) + "ls airflow-*\n").split()
-    api = Api(lab)
+    api = api_up(lab)
     probe = f"restore_probe_{int(time.time())}"
     api.call("/variables", {"key": probe, "value": "from the first lab"})
     runs = api.call("/dags/~/dagRuns?limit=1000&state=success")

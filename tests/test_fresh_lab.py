@@ -16,6 +16,7 @@ import yaml
 from tests.conftest import CLI, HANDOVER, LAB_INVENTORY
 from tests.drills import (
     answered,
+    api_up,
     on,
     probe_dags,
     push_probe,
@@ -26,7 +27,7 @@ from tests.drills import (
     verify_after,
     wait_finished,
 )
-from tests.test_cli_lab import Api, cli, lab_secrets, leaks_in
+from tests.test_cli_lab import cli, lab_secrets, leaks_in
 
 pytestmark = pytest.mark.lab
 OLD, NEW = "3.3.1", "3.3.2"
@@ -61,7 +62,7 @@ def test_a_fresh_debian_13_lab_deploys_the_older_version_with_two_schedulers(fre
     lab, dags = fresh
     proc = cli("deploy", "-i", str(lab), "-e", source_var(dags))
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert Api(lab).call("/version")["version"] == OLD
+    assert api_up(lab).call("/version")["version"] == OLD
     for host in ("master", "worker1"):
         assert on(host, "systemctl is-active airflow-scheduler airflow-api-server\n").split() == ["active"] * 2
 
@@ -72,7 +73,7 @@ def test_ha_drill_dags_run_with_the_masters_scheduler_and_api_server_stopped(fre
     started = time.monotonic()
     on("master", "systemctl stop airflow-scheduler airflow-api-server\n")
     try:
-        api = Api(lab)  # through nginx: worker1's api-server answers
+        api = api_up(lab)  # through nginx: worker1's api-server answers
         [run] = trigger(api, 1, 5)
         assert wait_finished(api, [run], timeout=300) == {run: "success"}, tries(api, [run])
     finally:
@@ -82,7 +83,7 @@ def test_ha_drill_dags_run_with_the_masters_scheduler_and_api_server_stopped(fre
 
 def test_upgrade_drill_runs_in_flight_finish_on_the_new_version(fresh):
     lab, dags = fresh
-    api = Api(lab)
+    api = api_up(lab)
     runs = trigger(api, 4, 40)
     api.wait("a run to start", lambda: answered(lambda: task(api, runs[0])["state"] == "running"), timeout=120)
     set_version(NEW)
@@ -90,7 +91,7 @@ def test_upgrade_drill_runs_in_flight_finish_on_the_new_version(fresh):
     proc = cli("upgrade", "-i", str(lab), "--yes", "-e", source_var(dags))
     print(f"upgrade {OLD} -> {NEW}: rc={proc.returncode} in {time.monotonic() - started:.0f}s")
     assert proc.returncode == 0, proc.stdout[-3000:]
-    api = Api(lab)
+    api = api_up(lab)
     assert api.call("/version")["version"] == NEW
     assert set(wait_finished(api, runs).values()) == {"success"}, tries(api, runs)
     assert list((lab / "backups").glob("airflow-*.dump")), "upgrade.yml fetches the dump it makes first"
@@ -105,7 +106,7 @@ def test_restore_drill_brings_back_the_main_labs_history(fresh):
     started = time.monotonic()
     proc = cli("restore", str(HANDOVER / "airflow.dump"), "-i", str(lab), "--yes", "-e", source_var(dags))
     assert proc.returncode == 0, proc.stdout[-3000:]
-    api = Api(lab)  # the admin password in credentials/ works on the restored users
+    api = api_up(lab)  # the admin password in credentials/ works on the restored users
     runs = api.call("/dags/~/dagRuns?limit=1000&state=success")["dag_runs"]
     assert set(history["runs"]) <= {f"{r['dag_id']}/{r['dag_run_id']}" for r in runs}
     # encrypted with the main lab's fernet key, which came along with the credentials
