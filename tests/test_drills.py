@@ -42,6 +42,7 @@ def test_the_fault_probe_dag_is_delivered(lab, dags):
     push_probe(lab, dags)
 
 
+@pytest.mark.drill
 def test_drill_reboot_every_machine(lab):
     """Every machine reboots at once; every unit comes back by itself and the runs before it are kept."""
     api = api_up(lab)
@@ -55,6 +56,7 @@ def test_drill_reboot_every_machine(lab):
     assert {r: api.call(run_path(r))["state"] for r in before} == dict.fromkeys(before, "success")
 
 
+@pytest.mark.drill
 def test_drill_kill_9_of_scheduler_api_server_and_worker(lab):
     """SIGKILL to the scheduler, the api-server and an idle worker's Celery process while a task runs elsewhere:
     systemd restarts them, and the running task survives the api-server's restart (its first try succeeds)."""
@@ -75,6 +77,7 @@ def test_drill_kill_9_of_scheduler_api_server_and_worker(lab):
     verify_after("kill -9 scheduler, api-server, worker", started, lab)
 
 
+@pytest.mark.drill
 def test_drill_restart_redis_and_postgres_under_load(lab):
     """Redis, then Postgres restart while runs are queued and running: every run still succeeds."""
     api = api_up(lab)
@@ -86,6 +89,7 @@ def test_drill_restart_redis_and_postgres_under_load(lab):
     verify_after("restart Redis and Postgres under load", started, lab)
 
 
+@pytest.mark.drill
 def test_drill_power_off_a_worker_mid_task(lab, dags):
     """The worker running a task loses power: a deploy names it unreachable and changes nothing elsewhere; the
     scheduler fails the lost try after airflow_task_heartbeat_timeout and the retry succeeds on the other worker."""
@@ -108,6 +112,7 @@ def test_drill_power_off_a_worker_mid_task(lab, dags):
     verify_after("power off a worker mid-task", started, lab)
 
 
+@pytest.mark.drill
 def test_drill_graceful_worker_stop_lets_the_running_task_finish(lab):
     """systemctl stop of the worker running a 60 s task returns once the task has finished: it succeeds on its
     first try on that worker, and nothing is marked failed."""
