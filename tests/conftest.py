@@ -53,3 +53,9 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("fault drills: time until verify.yml passed again")
         for name, seconds in DRILL_TIMES:
             terminalreporter.write_line(f"{seconds:7.1f} s  {name}")
+
+
+def pytest_collection_modifyitems(items):
+    """tests/test_fresh_lab.py replaces the session's lab with a new one: it runs after every other test (the
+    preflight cases that need the lab among them). The sort is stable: the rest keeps its order."""
+    items.sort(key=lambda item: item.path.name == "test_fresh_lab.py")
