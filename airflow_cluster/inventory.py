@@ -1,23 +1,41 @@
-"""Add a host to airflow_workers, or take it out, in the operator's inventory file, keeping its comments and order.
+"""The operator's inventory file: read its groups; add a host to airflow_workers, or take it out, keeping the
+file's comments and order.
 
-YAML inventories are edited with ruamel.yaml's round-trip mode; INI inventories line by line. The file is
-replaced atomically, with the previous version kept beside it as <file>.bak.
+YAML inventories are read and edited with ruamel.yaml's round-trip mode; INI inventories line by line. The file
+is replaced atomically, with the previous version kept beside it as <file>.bak. The group names and the rules a
+request must pass are plugins/module_utils/cluster_rules.py's, which the playbooks enforce too.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import io
 import ipaddress
 import os
 import re
 from pathlib import Path
+from types import ModuleType
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.error import YAMLError
 
-WORKERS = "airflow_workers"
-MASTER = "airflow_master"
-HOST_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})$")
+from airflow_cluster.runner import PROJECT_DIR
+
+
+@functools.cache
+def shared(relpath: str) -> ModuleType:
+    """A module under plugins/ that the playbooks use too, loaded by path (plugins/ is no Python package)."""
+    path = PROJECT_DIR / "plugins" / relpath
+    spec = importlib.util.spec_from_file_location(f"airflow_cluster_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+rules = shared("module_utils/cluster_rules.py")
+MASTER, WORKERS, GROUPS = rules.MASTER, rules.WORKERS, rules.GROUPS
 
 
 class InventoryError(Exception):
@@ -72,9 +90,13 @@ def _write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def check_new_worker(name: str, address: str) -> None:
-    if not HOST_NAME.match(name):
-        raise InventoryError(f"worker name {name!r}: use letters, digits, '.', '_' or '-' (e.g. worker3)")
+def refuse(error: str) -> None:
+    """Stop the request with a rule's message ('' passes)."""
+    if error:
+        raise InventoryError(error)
+
+
+def _check_address(address: str) -> None:
     try:
         ipaddress.ip_address(address)
     except ValueError:
@@ -102,28 +124,56 @@ def _edit_yaml(path: Path, text: str, change) -> None:
     _write(path, buf.getvalue())
 
 
-def hosts_of(path: Path, group: str) -> dict[str, str | None]:
-    """host -> ansible_host in `group` of the file (None when unset)."""
+def _map(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _yaml_groups(doc, out: dict, name: str = "") -> dict[str, dict[str, dict]]:
+    """Each group's own hosts, at the top level and under `children` at any depth."""
+    body = _map(doc)
+    if name:
+        out.setdefault(name, {}).update({str(h): dict(_map(v)) for h, v in _map(body.get("hosts")).items()})
+        body = _map(body.get("children"))
+    for child, sub in body.items():
+        _yaml_groups(sub, out, str(child))
+    return out
+
+
+def read_groups(path: Path) -> dict[str, dict[str, dict]]:
+    """group -> host -> its variables there, from one inventory file (YAML or INI).
+
+    A group's hosts are the ones listed under it, not those of its child groups.
+    """
     text = path.read_text()
     if _is_yaml(path, text):
-        doc = _yaml().load(text)
-        body = _groups(doc).get(group) or {}
-        return {h: (v or {}).get("ansible_host") for h, v in (body.get("hosts") or {}).items()}
-    hosts: dict[str, str | None] = {}
+        try:
+            return _yaml_groups(_yaml().load(text), {})
+        except YAMLError as exc:
+            raise InventoryError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    groups: dict[str, dict[str, dict]] = {}
     for section, line, header in _ini_lines(text):
-        if not header and section == group and line.strip() and not line.lstrip().startswith(("#", ";")):
-            parts = line.split()
-            addr = next((p.split("=", 1)[1] for p in parts[1:] if p.startswith("ansible_host=")), None)
-            hosts[parts[0]] = addr
-    return hosts
+        group = section or "ungrouped"
+        if ":" in group or not (header or line.strip()) or line.lstrip().startswith(("#", ";")):
+            continue  # [g:vars], [g:children], blank lines, comments
+        hosts = groups.setdefault(group, {})
+        if not header:
+            name, *pairs = line.split()
+            hosts[name] = dict(p.split("=", 1) for p in pairs if "=" in p)
+    return groups
+
+
+def hosts_of(path: Path, group: str) -> dict[str, str | None]:
+    """host -> ansible_host in `group` of the file (None when unset)."""
+    return {h: v.get("ansible_host") for h, v in read_groups(path).get(group, {}).items()}
 
 
 def add_worker(path: Path, name: str, address: str) -> bool:
     """Add `name` (ansible_host=address) to airflow_workers. False if it is already there with that address."""
-    check_new_worker(name, address)
-    if name in hosts_of(path, MASTER):
-        raise InventoryError(f"{name} is the master (group {MASTER}); a master cannot also be a worker")
-    current = hosts_of(path, WORKERS)
+    groups = read_groups(path)
+    current = {h: v.get("ansible_host") for h, v in groups.get(WORKERS, {}).items()}
+    # the rules the playbook checks, on the inventory as it will be
+    refuse(rules.new_worker_error({**groups, WORKERS: [*current, name]}, name))
+    _check_address(address)
     if name in current:
         if current[name] in (address, None):
             return False

@@ -4,7 +4,7 @@ The wrapper adds no provisioning logic: everything it runs is a playbook under p
 with plain ansible-playbook. What it adds is presentation and bookkeeping:
 
 * a progress bar per host (task results so far / tasks expected, from the last successful run of the same
-  playbook, or from `ansible-playbook --list-tasks` the first time);
+  playbook, or from `ansible-playbook --list-tasks` the first time; a run may outgrow either, see Display.total);
 * a recap table and, for each failed or unreachable host, one line: host, task, the module's message;
 * a run directory per run under the state directory, rotated, with the full log (`stdout`) and the events.
   Extra variables go through a private temporary directory that is deleted after the run, and the environment
@@ -208,7 +208,7 @@ class Display:
     """Progress on a terminal (a bar per host, redrawn in place) or a line per play elsewhere."""
 
     def __init__(self, expected: dict[str, int], out: TextIO, quiet: bool = False):
-        self.expected = expected
+        self.expected = dict(expected)
         self.out = out
         self.quiet = quiet
         self.tty = out.isatty() and os.environ.get("TERM") != "dumb"
@@ -221,13 +221,25 @@ class Display:
         self.start = time.monotonic()
         self.last_draw = 0.0
         self.last_line = 0.0
+        self.finished = False
+
+    def total(self, host: str) -> int | None:
+        """The results expected from the host, never fewer than it has sent (None: no idea).
+
+        The expected count is a guess that a run can outgrow: `--list-tasks` counts a task once per host of its
+        play, but cannot see the tasks that include_tasks and include_role bring in at run time, nor handlers;
+        the last successful run may have brought in fewer (another -e, no handler notified). So the total grows
+        with the count, and the bar stops short of full until the run has succeeded (see finish).
+        """
+        expected = self.expected.get(host)
+        return max(expected, self.done.get(host, 0)) if expected else None
 
     def _bar(self, host: str) -> str:
         done = self.done.get(host, 0)
-        total = self.expected.get(host)
+        total = self.total(host)
         width = 24
         if total:
-            frac = min(done / total, 0.99 if done < total else 1.0)
+            frac = done / total if self.finished else min(done / total, 0.99)
             filled = int(frac * width)
             return f"[{'#' * filled}{'.' * (width - filled)}] {done:>3}/{total:<3}"
         return f"[{'?' * width}] {done:>3}/?  "
@@ -253,6 +265,8 @@ class Display:
         if self.drawn:
             buf += f"\x1b[{self.drawn}F"
         buf += "".join(f"\x1b[2K{line}\n" for line in lines)
+        if self.drawn > len(lines):
+            buf += "\x1b[J"  # clear the lines of hosts no longer shown
         self.out.write(buf)
         self.out.flush()
         self.drawn = len(lines)
@@ -263,7 +277,7 @@ class Display:
             return
         self.last_line = time.monotonic()
         progress = ", ".join(
-            f"{h} {self.done.get(h, 0)}/{self.expected.get(h, '?')}" for h in self.hosts
+            f"{h} {self.done.get(h, 0)}/{self.total(h) or '?'}" for h in self.hosts
         )
         tail = f"  ({progress})" if progress else ""
         what = f"  task: {current}" if current else ""
@@ -290,7 +304,13 @@ class Display:
             self.play_line(self.task)
         self.draw(force=kind == "playbook_on_play_start")
 
-    def finish(self) -> None:
+    def finish(self, ok: bool = False) -> None:
+        """The last drawing. After a successful run every host's count is its total: its bar is full (a host that
+        sent nothing, left out by --limit, is no longer shown)."""
+        if ok:
+            self.expected.update((h, n) for h, n in self.done.items() if n)
+            self.hosts = [h for h in self.hosts if self.done.get(h)]
+            self.finished = True
         self.draw(force=True)
 
 
@@ -410,7 +430,8 @@ def run_playbook(
             event_handler=collector,
             quiet=True,
         )
-    display.finish()
+    rc = r.rc if r.rc is not None else 1
+    display.finish(ok=rc == 0 and r.status == "successful")
     run_dir = Path(r.config.artifact_dir)
     _scrub_run_dir(run_dir)
     for path in run_dir.rglob("*"):
@@ -421,7 +442,7 @@ def run_playbook(
     result = Result(
         playbook=name,
         status=r.status,
-        rc=r.rc if r.rc is not None else 1,
+        rc=rc,
         elapsed=round(time.monotonic() - started, 1),
         hosts=collector.stats,
         failures=collector.failures,

@@ -11,13 +11,16 @@ Runs the real CLI (`.venv/bin/airflow-cluster ... --json`) as subprocesses, each
   then lab down (unless --keep).
 
     sudo .venv/bin/python benchmarks/deploy.py [--skip-index] [--skip-six] [--keep] [--json FILE]
+    sudo .venv/bin/python benchmarks/deploy.py --short [--json FILE]   # (c) only, on the deployed lab that is up
     .venv/bin/python benchmarks/deploy.py --parse RUN_DIR   # figures of one kept run only, touches no machine
 
-Needs root (the lab) and replaces any lab that is up. Times are wall-clock seconds around each CLI command;
-the JSON file also has ansible-runner's own `elapsed`. The install phase of a node is the sum of the durations
-of the tasks from roles/airflow/tasks/install*.yml that ran for it (job_events of the run), a task delegated to
-the control node (the wheelhouse download) included. A failed step stops the run with exit code 1 and leaves
-the lab up for inspection.
+Needs root (the lab) and replaces any lab that is up. `--short` (what `make test` runs) times only one no-op
+re-run (`deploy -i inventory/lab --json`) on the lab that is up, as it is, and prints its (c) row and where its
+time went; it fails (exit code 1) if the re-run fails or changes anything. Times are wall-clock seconds around
+each CLI command; the JSON file also has ansible-runner's own `elapsed`. The install phase of a node is the sum of
+the durations of the tasks from roles/airflow_node/tasks/{check,install}.yml (roles/airflow/tasks/install*.yml in
+runs before the move) that ran for it (job_events of the run), a task delegated to the control node (the
+wheelhouse download) included. A failed step stops the run with exit code 1 and leaves the lab up for inspection.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 CLI = Path(sys.executable).parent / "airflow-cluster"
 INV = ("-i", "inventory/lab")
-INSTALL_TASK = re.compile(r"roles/airflow/tasks/install[^/]*\.yml:\d+$")
+INSTALL_TASK = re.compile(r"roles/(airflow_node/tasks/(check|install)|airflow/tasks/install[^/]*)\.yml:\d+$")
 RESULT_EVENTS = {"runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"}
 METHODS = {"index": "index+pip", "wheelhouse": "wheelhouse+uv"}
 
@@ -63,6 +66,7 @@ def analyse(run_dir: Path, slowest: int = 8) -> dict[str, Any]:
     delegated: dict[str, float] = {}
     plays: dict[str, list] = {}  # play uuid -> [name, seconds], in play order
     tasks: list[tuple[float, str, str]] = []
+    changed: list[dict[str, str]] = []
     started: set[tuple[str, str]] = set()
     for event in load_events(run_dir):
         data = event.get("event_data") or {}
@@ -76,6 +80,8 @@ def analyse(run_dir: Path, slowest: int = 8) -> dict[str, Any]:
             continue
         host, seconds = data.get("host") or "?", float(data["duration"])
         tasks.append((seconds, data.get("task") or "?", host))
+        if (data.get("res") or {}).get("changed"):
+            changed.append({"task": data.get("task") or "?", "host": host})
         plays.setdefault(data.get("play_uuid", ""), [data.get("play") or "?", 0.0])[1] += seconds
         if INSTALL_TASK.search(data.get("task_path") or ""):
             # event_data.host is the host the task ran for, also when it was delegated to the control node
@@ -90,6 +96,7 @@ def analyse(run_dir: Path, slowest: int = 8) -> dict[str, Any]:
         "install_mean": round(statistics.mean(install.values()), 2) if install else None,
         "slowest": [{"task": t, "host": h, "seconds": round(s, 2)} for s, t, h in tasks[:slowest]],
         "plays": [{"play": name, "seconds": round(s, 1)} for name, s in plays.values()],
+        "changed": changed,
     }
 
 
@@ -174,14 +181,32 @@ class Bench:
         verify = self.cli(f"verify ({label})", "verify", *INV, "--json")
         self.fig[key]["deploy_verify"] = round(deploy["wall"] + verify["wall"], 1)
 
+    def noop(self) -> dict[str, Any]:
+        """(c): deploy again with nothing to do."""
+        noop = self.cli("no-op re-run", "deploy", *INV, "--json")
+        self.fig["noop"] = {"wall": noop["wall"], "elapsed": noop["elapsed"], "changed": noop["changed"]}
+        return noop
+
+    def short(self) -> None:
+        """(c) alone on the lab that is up, and where its time went: it must change nothing."""
+        noop = self.noop()
+        a = analyse(Path(noop["run_dir"]))
+        print_analysis("no-op re-run", a)
+        if noop["changed"]:
+            raise StepFailed(
+                f"step 'no-op re-run' changed {noop['changed']} task results, not 0:\n"
+                + "".join(f"  {c['host']}: {c['task']}\n" for c in a["changed"][:20])
+                + (f"  ... and {len(a['changed']) - 20} more\n" if len(a["changed"]) > 20 else "")
+                + f"Run log: {noop['log']}"
+            )
+
     def run(self, skip_index: bool, skip_six: bool) -> None:
         if not skip_index:
             self.fresh_lab(2, 1, "allow")
             self.deploy_verify("index", METHODS["index"], "-e", "airflow_install_method=index")
         self.fresh_lab(2, 1, "deny")
         self.deploy_verify("wheelhouse", METHODS["wheelhouse"])
-        noop = self.cli("no-op re-run", "deploy", *INV, "--json")
-        self.fig["noop"] = {"wall": noop["wall"], "elapsed": noop["elapsed"], "changed": noop["changed"]}
+        self.noop()
         rows = self.cli("lab status", "lab", "status", "--json")["output"]
         spare = next((r for r in rows if isinstance(r, dict) and r.get("name") == "spare1"), None)
         if not spare:
@@ -235,14 +260,15 @@ def table(fig: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
     return rows
 
 
-def print_report(fig: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
+def print_report(fig: dict[str, dict[str, Any]], only: str = "") -> list[dict[str, str]]:
+    """The figures side by side with their goals; `only`: the rows whose label starts with it."""
     hosts = sorted({h for k in METHODS for h in fig.get(k, {}).get("install", {})})
     if hosts:
         print(f"\n{'install phase per node (s)':<28} {'index+pip':>10} {'wheelhouse+uv':>14}")
         for h in hosts:
             cells = [fig.get(k, {}).get("install", {}).get(h) for k in METHODS]
             print(f"{h:<28} {num(cells[0]):>10} {num(cells[1]):>14}")
-    rows = table(fig)
+    rows = [r for r in table(fig) if r["benchmark"].startswith(only)]
     print(f"\n{'benchmark':<48} {'index+pip':>10}  {'wheelhouse+uv':>14}  goal")
     for r in rows:
         print(f"{r['benchmark']:<48} {r['index+pip']:>10}  {r['wheelhouse+uv']:>14}  {r['goal']}")
@@ -256,7 +282,11 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="leave the last lab up at the end")
     ap.add_argument("--json", metavar="FILE", type=Path, help="also write every figure and step to FILE")
     ap.add_argument("--parse", metavar="RUN_DIR", type=Path, help="only print the figures of one kept run")
+    ap.add_argument("--short", action="store_true",
+                    help="only (c), a no-op re-run on the deployed lab that is up; no lab down/up, no proxy change")
     args = ap.parse_args()
+    if args.short and (args.skip_index or args.skip_six or args.keep):
+        ap.error("--short runs on the lab that is up: --skip-index, --skip-six and --keep are for the full run")
 
     if args.parse:
         if not (args.parse / "job_events").is_dir():
@@ -267,16 +297,20 @@ def main() -> int:
     bench = Bench()
     rc = 0
     try:
-        bench.run(args.skip_index, args.skip_six)
-        if not args.keep:
-            bench.cli("lab down", "lab", "down")
+        if args.short:
+            bench.short()
+        else:
+            bench.run(args.skip_index, args.skip_six)
+            if not args.keep:
+                bench.cli("lab down", "lab", "down")
     except StepFailed as exc:
-        print(f"\n{exc}\nThe lab is left as it is; `airflow-cluster lab down` removes it.", file=sys.stderr)
+        hint = "" if args.short else "\nThe lab is left as it is; `airflow-cluster lab down` removes it."
+        print(f"\n{exc}{hint}", file=sys.stderr)
         rc = 1
     except KeyboardInterrupt:
         print("\ninterrupted; the lab is left as it is", file=sys.stderr)
         rc = 130
-    rows = print_report(bench.fig)
+    rows = print_report(bench.fig, "(c)" if args.short else "")
     if args.json:
         args.json.write_text(json.dumps({"rc": rc, "table": rows, "figures": bench.fig, "steps": bench.steps},
                                         indent=2) + "\n")

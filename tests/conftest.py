@@ -48,14 +48,37 @@ def lab():
 DRILL_TIMES: list[tuple[str, float]] = []
 
 
+# The figures of the benchmark scripts' short runs (tests/test_benchmarks.py), one line each, printed with them.
+BENCH_FIGURES: list[str] = []
+
+
 def pytest_terminal_summary(terminalreporter):
     if DRILL_TIMES:
         terminalreporter.section("fault drills: time until verify.yml passed again")
         for name, seconds in DRILL_TIMES:
             terminalreporter.write_line(f"{seconds:7.1f} s  {name}")
+    if BENCH_FIGURES:
+        terminalreporter.section("benchmarks, short mode (goals are not asserted)")
+        for line in BENCH_FIGURES:
+            terminalreporter.write_line(line)
+
+
+# The files on the main lab, in the order they need: the first deploys it, the others go on with that cluster.
+MAIN_LAB_FILES = ("test_cli_lab.py", "test_drills.py", "test_benchmarks.py")
 
 
 def pytest_collection_modifyitems(items):
-    """tests/test_fresh_lab.py replaces the session's lab with a new one: it runs after every other test (the
-    preflight cases that need the lab among them). The sort is stable: the rest keeps its order."""
-    items.sort(key=lambda item: item.path.name == "test_fresh_lab.py")
+    """Every test without the lab first, then the main lab's files in MAIN_LAB_FILES order, then the lab tests of
+    other files (the preflight cases that need the lab: on the deployed lab, as before), and tests/test_fresh_lab.py
+    last: it replaces the session's lab with a new one. The sort is stable: within a rank, collection order."""
+
+    def rank(item) -> int:
+        if item.path.name == "test_fresh_lab.py":
+            return len(MAIN_LAB_FILES) + 2
+        if item.get_closest_marker("lab") is None:
+            return 0
+        if item.path.name in MAIN_LAB_FILES:
+            return 1 + MAIN_LAB_FILES.index(item.path.name)
+        return len(MAIN_LAB_FILES) + 1
+
+    items.sort(key=rank)

@@ -39,3 +39,29 @@ def test_bad_input_is_one_clear_line(cli, inventory, tmp_path, args, expect):
     assert "Traceback" not in proc.stderr
     assert (inventory / "hosts.yml").read_text() == before
     assert not (tmp_path / "runs").exists()  # no playbook ran
+
+
+@pytest.mark.parametrize(
+    ("args", "rule"),
+    [
+        (["remove-worker", "af-worker1"], lambda rules, groups: rules.remove_worker_error(groups, "af-worker1")),
+        (["add-worker", "af-master", "--host", "10.0.0.10"],
+         lambda rules, groups: rules.master_worker_error({**groups, "airflow_workers": ["af-worker1", "af-master"]})),
+    ],
+)
+def test_the_cli_refuses_in_the_playbooks_words(cli, tmp_path, args, rule):
+    """The rule the playbook's own check applies (plugins/module_utils/cluster_rules.py), before any playbook runs:
+    here remove-worker of the last worker, and the master as a new worker."""
+    from airflow_cluster import inventory as inv
+
+    hosts = tmp_path / "hosts.yml"
+    hosts.write_text("all:\n  children:\n    airflow_master:\n      hosts:\n        af-master:\n"
+                     "          ansible_host: 10.0.0.10\n    airflow_workers:\n      hosts:\n        af-worker1:\n"
+                     "          ansible_host: 10.0.0.21\n")
+    before = hosts.read_text()
+    proc = cli(*args, "-i", str(hosts), env={"AIRFLOW_CLUSTER_STATE_DIR": str(tmp_path / "state")})
+    message = rule(inv.rules, {"airflow_master": ["af-master"], "airflow_workers": ["af-worker1"]})
+    assert message and proc.returncode == 2
+    assert proc.stderr == f"airflow-cluster: error: {message}\n"
+    assert hosts.read_text() == before
+    assert not (tmp_path / "state").exists()

@@ -103,3 +103,42 @@ def test_add_worker_that_preflight_refuses_leaves_the_inventory_as_it_was(tmp_pa
     assert "taken out of" in proc.stdout
     assert (invdir / "hosts.yml").read_text() == before
     assert not (invdir / "credentials").exists()
+
+
+def test_groups_are_read_from_yaml_and_ini(sample, tmp_path):
+    groups = inv.read_groups(sample)
+    assert groups["airflow_master"] == {"af-master": {"ansible_host": "10.0.0.10"}}
+    assert list(groups["airflow_workers"]) == ["af-worker1", "af-worker2"]
+    assert "airflow_schedulers" not in groups  # commented out in the sample
+    ini = tmp_path / "hosts"
+    ini.write_text(INI)
+    assert inv.read_groups(ini) == {
+        "airflow_master": {"af-master": {"ansible_host": "10.0.0.10"}},
+        "airflow_workers": {"af-worker1": {"ansible_host": "10.0.0.21"}, "af-worker2": {"ansible_host": "10.0.0.22"}},
+    }
+
+
+def test_groups_nested_in_children_and_at_the_top_are_read(tmp_path):
+    path = tmp_path / "hosts.yml"
+    path.write_text(
+        "all:\n"
+        "  hosts: {lone: {}}\n"
+        "  children:\n"
+        "    cluster:\n"
+        "      children:\n"
+        "        airflow_workers: {hosts: {w1: null, w2: {ansible_port: 2222}}}\n"
+        "lab_spare:\n"
+        "  hosts: {spare1: {ansible_host: 10.0.0.99}}\n"
+    )
+    assert inv.read_groups(path) == {
+        "all": {"lone": {}}, "cluster": {}, "airflow_workers": {"w1": {}, "w2": {"ansible_port": 2222}},
+        "lab_spare": {"spare1": {"ansible_host": "10.0.0.99"}},
+    }
+
+
+def test_a_broken_yaml_inventory_is_one_line(tmp_path):
+    path = tmp_path / "hosts.yml"
+    path.write_text("all:\n  children: [\n")
+    with pytest.raises(inv.InventoryError, match="is not valid YAML") as info:
+        inv.read_groups(path)
+    assert "\n" not in str(info.value)

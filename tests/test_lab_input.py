@@ -1,12 +1,14 @@
 """Bad input to `airflow-cluster lab` is refused with one clear line, and nothing changes."""
 
+import ast
+import graphlib
 import ipaddress
 import os
 import subprocess
 
 import pytest
 
-from tests.conftest import CLI
+from tests.conftest import CLI, ROOT
 
 
 @pytest.mark.parametrize(
@@ -68,3 +70,17 @@ def test_missing_host_tool_names_the_package(cli, tmp_path):
     proc = cli("lab", "up", "--workers", "1", env={"PATH": str(bindir)})
     assert proc.returncode == 2
     assert "missing host tool(s) debootstrap: install with apt-get install debootstrap" in proc.stderr
+
+
+def test_the_lab_modules_import_each_other_without_a_cycle():
+    """airflow_cluster/lab/ is split by concern; its modules form a DAG (graphlib raises CycleError on a cycle)."""
+    graph = {}
+    for path in (ROOT / "airflow_cluster" / "lab").glob("*.py"):
+        imports = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom)]
+        graph[path.stem] = {
+            (n.module or "").removeprefix("airflow_cluster.lab.")
+            for n in imports
+            if n.level or (n.module or "").startswith("airflow_cluster.lab.")
+        }
+    order = list(graphlib.TopologicalSorter(graph).static_order())
+    assert order[0] == "base" and order[-1] == "__init__"

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,50 @@ def test_a_failing_no_log_task_says_its_output_is_hidden(tmp_path):
     assert [f.task for f in result.failures] == ["Use a password", "Use a password"]
     assert "hidden (no_log" in result.failures[0].message
     assert SECRET not in result.to_json()
+
+
+
+BAR = re.compile(r"\[([#.?]+)\]\s+(\d+)/(\d+|\?)")
+PLAY_LINE_HOST = re.compile(r"\b([ab]) (\d+)/(\d+|\?)")
+
+
+def test_progress_never_counts_past_its_total_and_ends_full(monkeypatch):
+    """At every event each host's bar shows no more results than its total, with the totals from `--list-tasks`
+    on the first run and from the last run's counts after, though the runs bring in tasks at run time
+    (include_tasks, include_role, handlers; loops; a host skipped by `when`, a host left out of a play) and each
+    brings in a different number (-e progress_rounds); and a run that succeeds ends with every bar full."""
+    displays = []
+
+    class Watched(runner.Display):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.at_start = dict(self.expected)
+            self.seen: list[str] = []
+            displays.append(self)
+
+        def event(self, event):
+            super().event(event)
+            self.seen += [self._bar(h) for h in self.hosts]
+
+        def finish(self, *args, **kwargs):
+            super().finish(*args, **kwargs)
+            self.final = {h: self._bar(h) for h in self.hosts}
+
+    monkeypatch.setattr(runner, "Display", Watched)
+    for rounds, totals in ((1, "from --list-tasks"), (3, "from a run with fewer"), (1, "from a run with more")):
+        result, printed = run("progress.yml", "inventory.yml", extra_vars=[f"progress_rounds={rounds}"])
+        assert result.ok, result.failures
+        display = displays[-1]
+        over = [bar for bar in display.seen if (m := BAR.search(bar))[3] != "?" and int(m[2]) > int(m[3])]
+        assert not over, f"totals {totals}: counts past their totals, e.g. {over[0]}"
+        # without a terminal: the line per play shows the same counts and totals
+        lines = [(int(m[2]), m[3]) for m in PLAY_LINE_HOST.finditer(printed)]
+        assert lines and all(total == "?" or n <= int(total) for n, total in lines), printed
+        assert sorted(display.final) == ["a", "b"]
+        for host, bar in display.final.items():
+            m = BAR.search(bar)
+            assert m[1] == "#" * 24 and m[2] == m[3], f"totals {totals}: {host} ends at {bar}"
+    # the runs did what the test is about: counts outgrew the estimate and the last run's, then fell short of it
+    sent = [{h: int(BAR.search(bar)[2]) for h, bar in d.final.items()} for d in displays]
+    assert sent[0]["a"] > displays[0].at_start["a"] and sent[1]["a"] > displays[1].at_start["a"] == sent[0]["a"]
+    assert sent[2]["a"] < displays[2].at_start["a"] == sent[1]["a"]

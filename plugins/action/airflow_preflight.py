@@ -1,0 +1,106 @@
+"""Action airflow_preflight: the preflight role's checks, on the control node (no host is contacted).
+
+    phase: inventory  the checks that need no facts, over every cluster host's settings: what the inventory sets
+                      for the host (its hostvars, -e included), else the default of the role running the task (the
+                      preflight role, whose dependency roles/airflow holds the cluster's settings)
+    phase: hosts      the checks that need facts, over ansible_play_hosts (their facts must be gathered)
+
+It fails with the first message of plugins/module_utils/preflight_checks.py, or returns ok (never changed). The
+kinds of settings (booleans, choices) come from the argument specs of the roles beside the running one.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import sys
+from collections.abc import Mapping
+
+from ansible.plugins.action import ActionBase
+from ansible.plugins.loader import module_utils_loader
+
+ARGUMENT_SPEC = {"phase": {"type": "str", "choices": ["inventory", "hosts"], "default": "inventory"}}
+
+
+def _checks():
+    """plugins/module_utils/preflight_checks.py, found on the module_utils path of ansible.cfg (Ansible puts that
+    path only into the modules it sends to hosts, not on the control node's import path)."""
+    name = "airflow_preflight_checks"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, module_utils_loader.find_plugin("preflight_checks", ".py"))
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+class HostVariables(Mapping):
+    """A host's variables (hostvars.raw_get: inventory, -e, facts), templated on access in the host's own context.
+    hostvars[host] templates them without `hostvars` itself, and an inventory may refer to another host's:
+    airflow_address: "{{ hostvars['worker1']['ansible_host'] }}"."""
+
+    def __init__(self, templar, hostvars, host: str):
+        self._vars = hostvars.raw_get(host)
+        self._templar = templar.copy_with_new_env(available_variables={**self._vars, "hostvars": hostvars})
+
+    def __getitem__(self, name):
+        return self._templar.template(self._vars[name])
+
+    def __contains__(self, name):
+        return name in self._vars
+
+    def __iter__(self):
+        return iter(self._vars)
+
+    def __len__(self):
+        return len(self._vars)
+
+
+class ActionModule(ActionBase):
+    # It only reads the inventory and the gathered facts, on the control node.
+    _requires_connection = False
+    _supports_check_mode = True
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        checks = _checks()
+        find = self._inventory_problems if args["phase"] == "inventory" else self._host_problems
+        problems = find(checks, task_vars)
+        result["changed"] = False
+        if problems:
+            result.update(failed=True, msg=problems[0])
+        return result
+
+    def _inventory_problems(self, checks, task_vars):
+        roles_dir = os.path.dirname(task_vars["role_path"])
+        specs = {path.split(os.sep)[-3]: self._loader.load_from_file(path)
+                 for path in glob.glob(os.path.join(roles_dir, "*", "meta", "argument_specs.yml"))}
+        kinds = checks.setting_kinds(specs)
+        names = checks.setting_names(kinds)
+        # The role's own defaults (its dependencies' included), not task_vars: those hold the running host's
+        # inventory variables, which are not another host's (the --limit play runs on a cluster host).
+        defaults = {n: self._templar.template(v) for n, v in self._task._role.get_default_vars().items() if n in names}
+        groups = {g: list(hosts) for g, hosts in task_vars["groups"].items()}
+        hosts = checks.cluster_hosts(groups)
+        own = {h: HostVariables(self._templar, task_vars["hostvars"], h) for h in hosts}
+        settings = checks.host_settings(hosts, names, own, defaults)
+        return checks.inventory_problems(groups, settings, kinds)
+
+    def _host_problems(self, checks, task_vars):
+        facts = {}
+        for host in task_vars["ansible_play_hosts"]:
+            own = HostVariables(self._templar, task_vars["hostvars"], host)
+            f = own["ansible_facts"]
+            python = f["python"]["version"]
+            # The cluster address: airflow_address where the inventory sets it, else the default-route address.
+            address = own["airflow_address"] if "airflow_address" in own else f.get("default_ipv4", {}).get("address")
+            facts[host] = checks.HostFacts(
+                distribution=f["distribution"],
+                distribution_major_version=f["distribution_major_version"],
+                python_version=f"{python['major']}.{python['minor']}.{python['micro']}",
+                architecture=f["architecture"],
+                address=address,
+            )
+        supported, version, lock_dir = (self._templar.template(task_vars[n]) for n in checks.HOST_SETTINGS)
+        return checks.host_problems(facts, supported, version, lock_dir)

@@ -1,0 +1,139 @@
+"""The status table, for `airflow-cluster status` and for the last task of playbooks/status.yml alike.
+
+`data` is what status.yml records with set_stats: hosts (host -> now, units, dags, dags_fingerprint, postgres,
+redis), workers_expected, flower / flower_error, health / health_error, postgres_endpoint, redis_endpoint.
+Standard library only: the CLI loads this file by path.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+HEARTBEATS = (("metadatabase", "metadatabase"), ("scheduler", "scheduler"), ("dag_processor", "dag-processor"),
+              ("triggerer", "triggerer"))
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None or seconds < 0:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+
+
+def _since(iso: str) -> str:
+    try:
+        then = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso
+    return _age((datetime.now(UTC) - then).total_seconds())
+
+
+def _int(text: str) -> int:
+    """As Jinja's int filter: 0 for what is not a number."""
+    try:
+        return int(text)
+    except ValueError:
+        return 0
+
+
+def host_status(stdout_lines: list[str]) -> dict:
+    """One host's entry of `hosts` from the lines status.yml's shell task prints (now, unit, dags, ...)."""
+    fields = [line.split() + [""] * 4 for line in stdout_lines if line.strip()]
+    first = {f[0]: f[1] for f in reversed(fields)}
+    return {
+        "now": _int(first.get("now", "")),
+        "units": [{"unit": f[1], "state": f[2], "sub": f[3], "since": _int(f[4])} for f in fields if f[0] == "unit"],
+        "dags": _int(first["dags"]) if "dags" in first else None,
+        "dags_fingerprint": first.get("fingerprint"),
+        "postgres": first["postgres"] == "true" if "postgres" in first else None,
+        "redis": first["redis"] == "true" if "redis" in first else None,
+    }
+
+
+def _unit_table(hosts: dict) -> tuple[list[str], bool]:
+    rows, healthy = [], True
+    for host in sorted(hosts):
+        now = hosts[host].get("now") or time.time()
+        for u in hosts[host].get("units") or []:
+            active = u.get("state") == "active"
+            healthy &= active
+            up = now - u["since"] if u.get("since") else None
+            rows.append((host, u.get("unit", "?"), f"{u.get('state')}/{u.get('sub')}", _age(up) if active else "-"))
+    if not rows:
+        return [], healthy
+    rows.insert(0, ("HOST", "UNIT", "STATE", "UPTIME"))
+    w = [max(len(r[i]) for r in rows) for i in range(4)]
+    return ["  ".join(t.ljust(w[i]) for i, t in enumerate(r)).rstrip() for r in rows], healthy
+
+
+def _workers(data: dict) -> tuple[str, bool]:
+    if data.get("flower_error"):
+        return f"Celery workers: Flower did not answer ({data['flower_error']})", False
+    expected = sorted(data.get("workers_expected") or [])
+    online = data.get("flower") or {}
+    up = [w for w in expected if online.get(f"celery@{w}")]
+    marks = [f"{w} {'online' if w in up else 'OFFLINE'}" for w in expected]
+    marks += [f"{k} online (not in the inventory)"
+              for k in sorted(k for k, v in online.items() if v and k.removeprefix("celery@") not in expected)]
+    line = f"Celery workers ({len(up)}/{len(expected)} online, from Flower): " + ", ".join(marks)
+    return line, len(up) == len(expected)
+
+
+def _heartbeats(data: dict) -> tuple[str, bool]:
+    health = data.get("health") or {}
+    if data.get("health_error") or not health:
+        reason = data.get("health_error") or "no data"
+        return f"Heartbeats: api-server health endpoint did not answer ({reason})", False
+    parts, healthy = [], True
+    for key, label in HEARTBEATS:
+        item = health.get(key) or {}
+        status = item.get("status") or "unknown"
+        healthy &= status == "healthy"
+        beat = (item.get("latest_scheduler_heartbeat") or item.get("latest_triggerer_heartbeat")
+                or item.get("latest_dag_processor_heartbeat"))
+        parts.append(f"{label} {status}" + (f" (heartbeat {_since(beat)} ago)" if beat else ""))
+    return "Heartbeats: " + ", ".join(parts), healthy
+
+
+def status_report(data: dict) -> tuple[list[str], bool]:
+    """Lines of the status table and whether everything is healthy."""
+    hosts = data.get("hosts") or {}
+    lines, healthy = _unit_table(hosts)
+    lines.append("")
+    for part in (_workers, _heartbeats):
+        line, ok = part(data)
+        lines.append(line)
+        healthy &= ok
+
+    nodes = {h: v for h, v in hosts.items() if v.get("dags") is not None}
+    if nodes:
+        in_sync = len({v.get("dags_fingerprint") for v in nodes.values()}) == 1
+        healthy &= in_sync
+        counts = ", ".join(f"{h} {nodes[h]['dags']}" for h in sorted(nodes))
+        lines.append(f"DAG files: {counts} ({'in sync' if in_sync else 'DRIFT: the files differ between nodes'})")
+
+    for svc, name in (("postgres", "PostgreSQL"), ("redis", "Redis")):
+        reach = {h: v.get(svc) for h, v in hosts.items() if v.get(svc) is not None}
+        if not reach:
+            continue
+        bad = sorted(h for h, ok in reach.items() if not ok)
+        healthy &= not bad
+        where = f"NOT reachable from {', '.join(bad)}" if bad else f"reachable from all {len(reach)} Airflow nodes"
+        lines.append(f"{name} {data.get(f'{svc}_endpoint', '')}: {where}")
+    lines += ["", "Cluster healthy." if healthy else "Cluster NOT healthy (see above)."]
+    return lines, healthy
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "airflow_status_host": host_status,
+            "airflow_status_lines": lambda data: status_report(data)[0],
+        }

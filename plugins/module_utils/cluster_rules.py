@@ -1,0 +1,60 @@
+"""Inventory rules that both the playbooks and the CLI enforce, written once.
+
+Each rule takes `groups` (group -> its hosts, as Ansible's `groups` variable or the CLI's inventory reader gives
+them) and returns '' when the inventory passes, else one line that names the fix. The playbooks reach them
+through plugins/filter/cluster_rules.py; the CLI loads this file by path to refuse a request before any
+playbook runs. Standard library only: it runs on the control node, in Ansible and in the CLI.
+"""
+
+from __future__ import annotations
+
+import re
+
+MASTER = "airflow_master"
+WORKERS = "airflow_workers"
+SCHEDULERS = "airflow_schedulers"
+POSTGRES = "airflow_postgres"
+REDIS = "airflow_redis"
+# The groups this project knows; preflight calls any other airflow_* group a typo.
+GROUPS = (MASTER, WORKERS, SCHEDULERS, POSTGRES, REDIS)
+
+# A name that is also a safe file name and systemd instance name.
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+
+
+def _hosts(groups, group: str) -> list[str]:
+    return list(groups.get(group) or [])
+
+
+def master_worker_error(groups) -> str:
+    """The master is not also a worker: site.yml sets a host up as one or the other."""
+    workers = _hosts(groups, WORKERS)
+    for host in _hosts(groups, MASTER):
+        if host in workers:
+            return (f"host {host} is in both {MASTER} and {WORKERS}, which is not allowed: move it to one of the "
+                    f"two groups ({host} is the master: use another host as the worker)")
+    return ""
+
+
+def new_worker_error(groups, name: str) -> str:
+    """`name` is a valid host name of airflow_workers, and the inventory with it keeps the master apart."""
+    if not name:
+        return f"no new worker named: put the host under {WORKERS}, then run with -e airflow_new_worker=NAME"
+    if not HOST_NAME.fullmatch(name):
+        return f"worker name {name!r}: use letters, digits, '.', '_' or '-' (e.g. worker3)"
+    if name not in _hosts(groups, WORKERS):
+        return (f"{name} is not in {WORKERS}: add the host under {WORKERS} in the inventory (add-worker does it), "
+                "then run with -e airflow_new_worker=NAME")
+    return master_worker_error(groups)
+
+
+def remove_worker_error(groups, name: str) -> str:
+    """`name` is one of the workers, and not the last one: the cluster keeps a worker."""
+    workers = _hosts(groups, WORKERS)
+    if not name:
+        return f"name the worker to remove (-e airflow_remove_worker=NAME), one of: {', '.join(workers) or 'none'}"
+    if name not in workers:
+        return f"{name} is not in {WORKERS}; name one of its hosts: {', '.join(workers) or 'none'}"
+    if len(workers) == 1:
+        return f"{name} is the only host of {WORKERS}; add another worker first, then remove this one"
+    return ""

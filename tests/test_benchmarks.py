@@ -1,0 +1,92 @@
+"""The benchmark scripts in their short mode, so that none can rot: on the main lab after tests/test_drills.py (and
+before tests/test_fresh_lab.py replaces it), each runs to the end, exits 0 and prints its figures, which are
+repeated at the end of the pytest run. Their goals are not asserted: speed is the benchmarks' business."""
+
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from tests.conftest import BENCH_FIGURES, ROOT
+from tests.test_cli_lab import cli, workers_in
+
+PYTHON = ROOT / ".venv" / "bin" / "python"
+NOOP_ROW = re.compile(
+    r"^\(c\) no-op re-run \(s\), changed +- +(?P<seconds>\d+\.\d) \((?P<changed>\d+)\) +<= 20 s, 0 changed +"
+    r"(?P<verdict>met|MISSED)$",
+    re.M,
+)
+PROPAGATION = re.compile(
+    r"^DAG propagation over (?P<changes>\d+) changes to (?P<workers>\d+) workers: min (?P<min>\d+\.\d+)s, "
+    r"median (?P<median>\d+\.\d+)s, p95 (?P<p95>\d+\.\d+)s, max (?P<max>\d+\.\d+)s$",
+    re.M,
+)
+
+
+def bench(*args: str, timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(PYTHON), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    print(f"\n$ {PYTHON} {' '.join(args)}  # rc={proc.returncode}\n{proc.stdout}{proc.stderr}")
+    return proc
+
+
+@pytest.mark.parametrize(
+    ("group_vars", "owner", "folder"),
+    [({}, "airflow-dags", "/var/lib/airflow/dags"),
+     ({"airflow_dags_user": "dagbot", "airflow_home": "/srv/airflow"}, "dagbot", "/srv/airflow/dags")],
+    ids=["role defaults", "group_vars"],
+)
+def test_dag_sync_gives_up_on_a_change_that_never_arrives(tmp_path, group_vars, owner, folder):
+    """No lab: an ssh stand-in on PATH logs each command and answers that the worker has no probe file. The
+    benchmark writes the probe as the DAG files' owner, stops after --timeout with exit code 1 and cleans up."""
+    inventory = tmp_path / "inventory"
+    (inventory / "group_vars").mkdir(parents=True)
+    hosts = {"airflow_master": {"hosts": {"master": {"ansible_host": "192.0.2.10"}}},
+             "airflow_workers": {"hosts": {"worker1": {"ansible_host": "192.0.2.21"}}}}
+    (inventory / "hosts.yml").write_text(yaml.safe_dump({"all": {"vars": {"ansible_user": "root"}, "children": hosts}}))
+    (inventory / "group_vars" / "all.yml").write_text(yaml.safe_dump(group_vars))
+    bindir, log = tmp_path / "bin", tmp_path / "ssh.log"
+    bindir.mkdir()
+    (bindir / "ssh").write_text(f"#!/bin/sh\nprintf '%s\\n' \"$*\" >> {log}\ncat > /dev/null\necho absent\n")
+    (bindir / "ssh").chmod(0o755)
+
+    proc = bench("benchmarks/dag_sync.py", "-i", str(inventory), "--changes", "3", "--timeout", "0.5", timeout=60,
+                 env={"PATH": f"{bindir}:/usr/bin:/bin"})
+    assert proc.returncode == 1
+    assert "change 0 (add) did not reach ['worker1'] in 0.5s" in proc.stderr
+    assert "DAG propagation" not in proc.stdout
+    master = [line.split(" 192.0.2.10 ", 1)[1] for line in log.read_text().splitlines() if " 192.0.2.10 " in line]
+    probe = f"{folder}/bench_dag_sync.py"
+    assert master == [f"runuser -u {owner} -- sh -c 'cat > {folder}/.bench_dag_sync.py.tmp && mv "
+                      f"{folder}/.bench_dag_sync.py.tmp {probe}'", f"runuser -u {owner} -- rm -f {probe}"]
+    assert sum(" -O exit " in f"{line} " for line in log.read_text().splitlines()) == 2  # both shared connections
+
+
+@pytest.mark.lab
+def test_deploy_benchmark_short_times_a_no_op_re_run(lab):
+    # Back to the shipped DAGs (tests/test_drills.py pushed fault_probe), which the re-run publishes.
+    assert cli("dags", "push", "-i", str(lab)).returncode == 0
+    proc = bench("benchmarks/deploy.py", "--short", timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    row = NOOP_ROW.search(proc.stdout)
+    assert row, proc.stdout[-3000:]
+    assert float(row["seconds"]) > 0 and row["changed"] == "0"
+    assert re.search(r"^ +slowest \d+ task results:\n +\d+\.\d +\S+ +\S", proc.stdout, re.M)
+    assert re.search(r"^ +task time per play \(sum over hosts, s\):\n +\d+\.\d +\S", proc.stdout, re.M)
+    BENCH_FIGURES.append(
+        f"deploy.py --short: no-op re-run {row['seconds']} s, {row['changed']} changed "
+        f"(goal <= 20 s, 0 changed: {row['verdict']})"
+    )
+
+
+@pytest.mark.lab
+def test_dag_sync_benchmark_measures_propagation_to_every_worker(lab):
+    proc = bench("benchmarks/dag_sync.py", "-i", str(lab), "--changes", "3", "--timeout", "120", timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    ops = re.findall(r"^ *\d+ (\w+) +reached \d+ workers in +\d+\.\d+s$", proc.stdout, re.M)
+    assert ops == ["add", "change", "delete"]
+    figures = PROPAGATION.search(proc.stdout)
+    assert figures, proc.stdout[-3000:]
+    assert (figures["changes"], int(figures["workers"])) == ("3", len(workers_in(lab)))
+    assert 0 < float(figures["min"]) <= float(figures["median"]) <= float(figures["max"]) <= 120
+    BENCH_FIGURES.append(f"dag_sync.py --changes 3: {figures[0]}")

@@ -1,0 +1,139 @@
+"""The status table (plugins/filter/cluster_status.py) on sample data, and the proof that playbooks/status.yml's
+last task prints the table `airflow-cluster status` prints from the same run."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from airflow_cluster import inventory as inv
+from airflow_cluster.runner import run_playbook
+
+ROOT = Path(__file__).resolve().parent.parent
+status = inv.shared("filter/cluster_status.py")
+
+NOW = 1_700_000_000
+# What status.yml's shell task prints on each host.
+RAW = {
+    "af-master": [f"now {NOW}", f"unit airflow-scheduler active running {NOW - 3 * 3600 - 120}",
+                  f"unit nginx active running {NOW - 2 * 86400}", "dags 3", "fingerprint 0a1b", "postgres true",
+                  "redis true"],
+    "af-worker1": [f"now {NOW}", f"unit airflow-worker active running {NOW - 75}", "dags 3", "fingerprint 0a1b",
+                   "postgres true", "redis true"],
+    "af-worker2": [f"now {NOW}", f"unit airflow-worker active running {NOW - 5}", "dags 3", "fingerprint 0a1b",
+                   "postgres true", "redis true"],
+}
+HEALTHY = {
+    "hosts": {host: status.host_status(lines) for host, lines in RAW.items()},
+    "workers_expected": ["af-worker2", "af-worker1"],
+    "flower": {"celery@af-worker1": True, "celery@af-worker2": True},
+    "health": {key: {"status": "healthy"} for key in ("metadatabase", "scheduler", "dag_processor", "triggerer")},
+    "postgres_endpoint": "10.0.0.10:5432",
+    "redis_endpoint": "10.0.0.10:6379",
+}
+
+
+def changed(*edits):
+    """HEALTHY with the value at each (path, value) replaced."""
+    data = copy.deepcopy(HEALTHY)
+    for path, value in edits:
+        target = data
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    return data
+
+
+def test_a_host_status_is_parsed_from_the_shell_lines():
+    assert status.host_status(RAW["af-worker1"]) == {
+        "now": NOW, "units": [{"unit": "airflow-worker", "state": "active", "sub": "running", "since": NOW - 75}],
+        "dags": 3, "dags_fingerprint": "0a1b", "postgres": True, "redis": True,
+    }
+    # a database-only host runs no DAGs and checks no reachability
+    assert status.host_status([f"now {NOW}", "unit redis-server failed failed 0"]) == {
+        "now": NOW, "units": [{"unit": "redis-server", "state": "failed", "sub": "failed", "since": 0}],
+        "dags": None, "dags_fingerprint": None, "postgres": None, "redis": None,
+    }
+
+
+def test_a_healthy_cluster():
+    lines, healthy = status.status_report(HEALTHY)
+    assert healthy
+    assert lines == [
+        "HOST        UNIT               STATE           UPTIME",
+        "af-master   airflow-scheduler  active/running  3h02m",
+        "af-master   nginx              active/running  2d00h",
+        "af-worker1  airflow-worker     active/running  1m15s",
+        "af-worker2  airflow-worker     active/running  5s",
+        "",
+        "Celery workers (2/2 online, from Flower): af-worker1 online, af-worker2 online",
+        "Heartbeats: metadatabase healthy, scheduler healthy, dag-processor healthy, triggerer healthy",
+        "DAG files: af-master 3, af-worker1 3, af-worker2 3 (in sync)",
+        "PostgreSQL 10.0.0.10:5432: reachable from all 3 Airflow nodes",
+        "Redis 10.0.0.10:6379: reachable from all 3 Airflow nodes",
+        "",
+        "Cluster healthy.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "line"),
+    [
+        (changed((("hosts", "af-master", "units", 0, "state"), "failed"),
+                 (("hosts", "af-master", "units", 0, "sub"), "failed")),
+         "af-master   airflow-scheduler  failed/failed   -"),
+        (changed((("flower",), {"celery@af-worker1": True, "celery@af-worker2": False, "celery@old": True})),
+         "Celery workers (1/2 online, from Flower): af-worker1 online, af-worker2 OFFLINE, "
+         "celery@old online (not in the inventory)"),
+        (changed((("flower",), {}), (("flower_error",), "HTTP 401")),
+         "Celery workers: Flower did not answer (HTTP 401)"),
+        (changed((("hosts", "af-worker2", "dags"), 2), (("hosts", "af-worker2", "dags_fingerprint"), "ffff")),
+         "DAG files: af-master 3, af-worker1 3, af-worker2 2 (DRIFT: the files differ between nodes)"),
+        (changed((("health", "triggerer"), {"status": "unhealthy", "latest_triggerer_heartbeat": "2000-01-01T00:00Z"})),
+         "triggerer unhealthy (heartbeat "),
+        (changed((("health",), {}), (("health_error",), "Connection refused")),
+         "Heartbeats: api-server health endpoint did not answer (Connection refused)"),
+        (changed((("hosts", "af-worker1", "redis"), False)), "Redis 10.0.0.10:6379: NOT reachable from af-worker1"),
+    ],
+)
+def test_what_is_wrong_is_named_and_the_cluster_is_not_healthy(data, line):
+    lines, healthy = status.status_report(data)
+    assert not healthy
+    assert any(line in text for text in lines), "\n".join(lines)
+    assert lines[-1] == "Cluster NOT healthy (see above)."
+
+
+def test_the_playbook_prints_the_table_the_cli_prints(tmp_path, monkeypatch):
+    """status.yml's recording and printing tasks, run on made-up shell output and answers (no lab): the table the
+    last task prints is the one the CLI renders from what set_stats recorded."""
+    monkeypatch.setenv("AIRFLOW_CLUSTER_STATE_DIR", str(tmp_path / "state"))
+    plays = yaml.safe_load((ROOT / "playbooks" / "status.yml").read_text())
+    tasks = {t["name"]: t for play in plays for t in play.get("tasks") or []}
+    answers = {
+        "airflow_postgres_address": "10.0.0.10", "airflow_db_port": 5432,
+        "airflow_redis_address": "10.0.0.10", "airflow_redis_port": 6379,
+        "status_health": {"status": 200, "json": HEALTHY["health"]},
+        "status_flower": {"status": 200, "json": {"celery@af-worker1": True}},
+    }
+    playbook = tmp_path / "status.yml"
+    playbook.write_text(yaml.safe_dump([
+        {"name": "Read", "hosts": "all", "gather_facts": False, "tasks": [
+            {"name": "Print the lines", "ansible.builtin.set_fact": {"status_raw": {"stdout_lines": "{{ raw }}"}},
+             "vars": {"raw": "{{ lines[inventory_hostname] }}", "lines": RAW}},
+            tasks["Record this host's status"]]},
+        {"name": "Ask", "hosts": "airflow_master", "gather_facts": False, "vars": answers,
+         "tasks": [tasks["Record the cluster-wide status"], tasks["Print the status"]]},
+    ]))
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"vars": {"ansible_connection": "local"}, "children": {
+        "airflow_master": {"hosts": {"af-master": {}}},
+        "airflow_workers": {"hosts": {"af-worker1": {}, "af-worker2": {}}}}}}))
+
+    result = run_playbook(str(playbook), str(inventory), quiet=True)
+    assert result.ok, result.failures
+    lines, healthy = status.status_report(result.data)
+    assert not healthy and "af-worker2 OFFLINE" in lines[6]
+    log = Path(result.log).read_text().splitlines()
+    start = log.index("    msg: |-") + 1
+    assert [text.removeprefix(" " * 8) for text in log[start:start + len(lines)]] == lines
