@@ -23,6 +23,7 @@ NOT_CHECKS = {
     "ansible.builtin.set_fact", "set_fact", "ansible.builtin.include_role", "include_role",
     "ansible.builtin.import_role", "ansible.builtin.include_tasks", "include_tasks", "ansible.builtin.meta", "meta",
     "ansible.builtin.debug", "debug", "ansible.builtin.set_stats", "set_stats",
+    "ansible.builtin.add_host", "add_host", "ansible.builtin.validate_argument_spec", "validate_argument_spec",
 }
 
 

@@ -108,18 +108,20 @@ def test_the_playbook_prints_the_table_the_cli_prints(tmp_path, monkeypatch):
     """status.yml's recording and printing tasks, run on made-up shell output and answers (no lab): the table the
     last task prints is the one the CLI renders from what set_stats recorded."""
     monkeypatch.setenv("AIRFLOW_CLUSTER_STATE_DIR", str(tmp_path / "state"))
-    plays = yaml.safe_load((ROOT / "playbooks" / "status.yml").read_text())
-    tasks = {t["name"]: t for play in plays for t in play.get("tasks") or []}
+    # status.yml's tasks are its role's, roles/cluster_status (tasks/host.yml, tasks/cluster.yml)
+    files = sorted((ROOT / "roles" / "cluster_status" / "tasks").glob("*.yml"))
+    tasks = {t["name"]: t for path in files for t in yaml.safe_load(path.read_text()) or []}
     answers = {
         "airflow_postgres_address": "10.0.0.10", "airflow_db_port": 5432,
         "airflow_redis_address": "10.0.0.10", "airflow_redis_port": 6379,
-        "status_health": {"status": 200, "json": HEALTHY["health"]},
-        "status_flower": {"status": 200, "json": {"celery@af-worker1": True}},
+        "cluster_status_health": {"status": 200, "json": HEALTHY["health"]},
+        "cluster_status_flower": {"status": 200, "json": {"celery@af-worker1": True}},
     }
     playbook = tmp_path / "status.yml"
     playbook.write_text(yaml.safe_dump([
         {"name": "Read", "hosts": "all", "gather_facts": False, "tasks": [
-            {"name": "Print the lines", "ansible.builtin.set_fact": {"status_raw": {"stdout_lines": "{{ raw }}"}},
+            {"name": "Print the lines",
+             "ansible.builtin.set_fact": {"cluster_status_raw": {"stdout_lines": "{{ raw }}"}},
              "vars": {"raw": "{{ lines[inventory_hostname] }}", "lines": RAW}},
             tasks["Record this host's status"]]},
         {"name": "Ask", "hosts": "airflow_master", "gather_facts": False, "vars": answers,

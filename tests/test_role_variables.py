@@ -127,12 +127,14 @@ def _environment() -> jinja2.Environment:
 ENV = _environment()
 
 
-def template_names(text: str) -> set[str]:
+def template_names(text: str, other_hosts: bool = True) -> set[str]:
     """Variables a Jinja template reads: its own {% set %}, loop and macro names left out, also a {% set %} inside an
-    {% if %} that jinja2.meta counts as read from outside where it is used after the block."""
+    {% if %} that jinja2.meta counts as read from outside where it is used after the block. other_hosts: also the
+    names read from other hosts (hostvars)."""
     ast = ENV.parse(text)
     own = {n.name for n in ast.find_all(jinja2.nodes.Name) if n.ctx in ("store", "param")}
-    return (set(jinja2.meta.find_undeclared_variables(ast)) - own - set(ENV.globals)) | _hostvars_names(ast)
+    names = set(jinja2.meta.find_undeclared_variables(ast)) - own - set(ENV.globals)
+    return names | _hostvars_names(ast) if other_hosts else names
 
 
 def _hostvars_names(ast: jinja2.nodes.Template) -> set[str]:
@@ -191,15 +193,15 @@ def _task_declares(task: dict) -> set[str]:
     return names
 
 
-def _task_reads(task: dict) -> set[str]:
+def _task_reads(task: dict, other_hosts: bool = True) -> set[str]:
     """Names a task reads, its nested block's tasks left out (they are tasks of their own)."""
     names: set[str] = set()
     own = {key: value for key, value in task.items() if key not in TASK_LISTS}
     for text, bare in _strings(own):
         if bare and not is_template(text):
-            names |= template_names("{{ (" + text + ") }}")
+            names |= template_names("{{ (" + text + ") }}", other_hosts)
         elif is_template(text):
-            names |= template_names(text)
+            names |= template_names(text, other_hosts)
     return names
 
 
@@ -328,14 +330,19 @@ def entry_point_closure(role: Path, entry: str) -> tuple[list[dict], set[Path]]:
 
 
 def entry_point_inputs(role: Path, entry: str) -> set[str]:
-    """The role's own defaults an entry point reads, and the facts it reads that the role sets elsewhere."""
+    """The role's own defaults an entry point reads (unless it sets them itself, e.g. vars: on an import_tasks), and
+    the facts of its host it reads that the role sets elsewhere (not those it reads from other hosts through hostvars:
+    validation sees only the host's own variables)."""
     tasks, templates = entry_point_closure(role, entry)
-    reads = set().union(*(_task_reads(t) for t in tasks), *(template_names(p.read_text()) for p in templates))
+    reads = set().union(
+        *(_task_reads(t, other_hosts=False) for t in tasks),
+        *(template_names(p.read_text(), other_hosts=False) for p in templates),
+    )
     own_defaults = {n for p in sorted((role / "defaults").glob("**/*.y*ml")) for n in load_yaml(p) or {}}
     set_here = set().union(*(_task_declares(t) for t in tasks))
     dependency_inputs = set().union(*(role_inputs(r) for r in dependency_chain(role)[0][1:]))
     set_elsewhere = role_sets(role) - set_here - dependency_inputs
-    return reads & (own_defaults | set_elsewhere)
+    return reads & ((own_defaults - set_here) | set_elsewhere)
 
 
 def role_calls() -> Iterator[tuple[Path, dict, str]]:
