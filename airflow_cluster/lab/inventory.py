@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from airflow_cluster import inventory
 from airflow_cluster.lab.base import LAB_DIR, Machine
 from airflow_cluster.lab.squid import HOST_CA_BUNDLE, proxy_url
 
@@ -24,21 +25,14 @@ def inventory_dir() -> Path:
 
 
 def read_groups(path: Path) -> dict[str, list[str]]:
-    """The groups of an inventory file and their hosts, in file order; {} when it is missing or not YAML.
-
-    The lab's only read of an inventory: to use airflow_cluster/inventory.py's shared reader instead, this body
-    becomes the one call to it.
-    """
+    """The groups of an inventory file and their hosts, in file order; {} when it is missing or not YAML. Read with
+    the wrapper's one inventory reader (airflow_cluster/inventory.py)."""
     if not path.exists():
         return {}
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError:
+        return {group: list(hosts) for group, hosts in inventory.read_groups(path).items()}
+    except inventory.InventoryError:
         return {}
-    return {
-        group: list((body or {}).get("hosts") or {})
-        for group, body in ((data.get("all") or {}).get("children") or {}).items()
-    }
 
 
 def current_groups() -> dict[str, str]:
