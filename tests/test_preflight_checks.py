@@ -36,6 +36,7 @@ def load(name: str, path: Path):
 
 
 checks = load("preflight_checks", ROOT / "plugins" / "module_utils" / "preflight_checks.py")
+rules = load("cluster_rules", ROOT / "plugins" / "module_utils" / "cluster_rules.py")
 # The action's reading of a host's variables.
 action = load("airflow_preflight_action", ROOT / "plugins" / "action" / "airflow_preflight.py")
 
@@ -101,6 +102,22 @@ def test_the_checks_give_the_case_message(case, tmp_path):
     assert found
     for part in case["message"] if isinstance(case["message"], list) else [case["message"]]:
         assert part in found[0]
+
+
+def test_the_derived_groups_are_no_typos(tmp_path):
+    # add_worker.yml, remove_worker.yml, restore.yml and rotate_secrets.yml import preflight.yml, then site.yml
+    # imports it again: by then the run has the derived groups, which must pass the group-name check.
+    derived = yaml.safe_load((ROOT / "roles" / "cluster_groups" / "vars" / "main.yml").read_text())
+    named = {g for g in rules.DERIVED_GROUPS if f"'{g}'" in derived["cluster_groups_plan"]}
+    assert named == set(rules.DERIVED_GROUPS) - {"airflow_install_pending"}
+    hosts = yaml.safe_load((ROOT / "inventory" / "sample" / "hosts.yml").read_text())
+    hosts["all"]["children"].update({g: {"hosts": {"af-master": None}} for g in rules.DERIVED_GROUPS})
+    (tmp_path / "inventory").mkdir()
+    (tmp_path / "inventory" / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    assert find_problems(tmp_path / "inventory", "-e airflow_dags_force=true")[0] == []
+    hosts["all"]["children"]["airflow_node"] = {"hosts": {"af-master": None}}  # a typo still is one
+    (tmp_path / "inventory" / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    assert find_problems(tmp_path / "inventory")[0][0].startswith("group airflow_node is unknown (a typo?)")
 
 
 def test_the_sample_inventory_passes():

@@ -189,7 +189,8 @@ class Cluster:
 
 def known_groups(c: Cluster) -> list[str]:
     return [f"group {g} is unknown (a typo?): rename it to one of {', '.join(rules.GROUPS)}"
-            for g in sorted(c.groups) if g.startswith("airflow_") and g not in rules.GROUPS]
+            for g in sorted(c.groups)
+            if g.startswith("airflow_") and g not in rules.GROUPS and g not in rules.DERIVED_GROUPS]
 
 
 def one_master(c: Cluster) -> list[str]:
