@@ -9,7 +9,7 @@ import urllib.error
 import urllib.parse
 from pathlib import Path
 
-from airflow_cluster.lab import find_machine, machine_ssh, wait_for
+from airflow_cluster.lab import LabError, find_machine, machine_ssh, wait_for
 from tests.conftest import DRILL_TIMES, ROOT
 from tests.test_cli_lab import Api, cli
 
@@ -84,7 +84,11 @@ def wait_finished(api: Api, run_ids: list[str], timeout: float = 600) -> dict[st
         got = {r: api.call(run_path(r))["state"] for r in run_ids}
         return got if all(s in ("success", "failed") for s in got.values()) else None
 
-    return api.wait(f"{len(run_ids)} fault_probe runs to finish", lambda: answered(states), timeout=timeout, interval=3)
+    try:
+        return api.wait(f"{len(run_ids)} fault_probe runs to finish", lambda: answered(states), timeout=timeout,
+                        interval=3)
+    except LabError as e:  # say where each run is stuck, not only that the wait ran out
+        raise LabError(f"{e}; their tries:\n{tries(api, run_ids)}") from None
 
 
 def tries(api: Api, run_ids: list[str]) -> str:

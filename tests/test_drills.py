@@ -85,7 +85,10 @@ def test_drill_restart_redis_and_postgres_under_load(lab):
     wait_running(api, runs[0])
     started = time.monotonic()
     on("master", "systemctl restart redis-server\nsystemctl restart postgresql\n")
-    assert set(wait_finished(api_up(lab), runs).values()) == {"success"}, tries(api_up(lab), runs)
+    # A Celery message a worker had taken but not yet acknowledged when Redis went away can stay with Redis
+    # until the scheduler's [scheduler] task_queued_timeout (Airflow's 600 s, checked every 120 s) queues its task
+    # again: a slow but real recovery (one CI run of 2026-11-25 needed more than 600 s), so the wait covers it.
+    assert set(wait_finished(api_up(lab), runs, timeout=900).values()) == {"success"}, tries(api_up(lab), runs)
     verify_after("restart Redis and Postgres under load", started, lab)
 
 
