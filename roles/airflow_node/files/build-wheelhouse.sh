@@ -1,9 +1,12 @@
 #!/bin/sh
 # Build DEST/wheelhouse.tar (atomically) for one target interpreter: every wheel a lock pins, the lock itself as
 # requirements.txt, and the uv binary as bin/uv (taken out of uv's wheel), so a node installs with no index.
-# usage: build-wheelhouse.sh PYTHON LOCK DEST PY_VERSION GLIBC_MINOR ARCH UV_VERSION
+# EXTRA_WHEELS (optional): a folder of the team's own wheels, on no index, where pip also looks.
+# usage: build-wheelhouse.sh PYTHON LOCK DEST PY_VERSION GLIBC_MINOR ARCH UV_VERSION [EXTRA_WHEELS]
 set -eu
-python=$1 lock=$2 dest=$3 pyver=$4 glibc=$5 arch=$6 uv=$7
+python=$1 lock=$2 dest=$3 pyver=$4 glibc=$5 arch=$6 uv=$7 extra=${8:-}
+links=""
+if [ -n "$extra" ]; then links="--find-links $extra"; fi
 abi="cp$(echo "$pyver" | cut -d. -f1,2 | tr -d .)"
 platforms=""
 m=$glibc
@@ -15,7 +18,7 @@ mkdir -p "$tmp/wheels" "$tmp/uv" "$tmp/wheels/bin"
 # shellcheck disable=SC2086
 "$python" -m pip download --quiet --disable-pip-version-check --only-binary=:all: --no-deps \
   --python-version "$pyver" --implementation cp --abi "$abi" --abi abi3 --abi none $platforms \
-  -d "$tmp/wheels" -r "$lock"
+  $links -d "$tmp/wheels" -r "$lock"
 # shellcheck disable=SC2086
 "$python" -m pip download --quiet --disable-pip-version-check --only-binary=:all: --no-deps \
   --python-version "$pyver" --implementation cp --abi "$abi" --abi abi3 --abi none $platforms \
