@@ -7,13 +7,16 @@ WORKERS ?= 2
 # Host packages the lab needs (debootstrap, systemd-nspawn, squid) and the tools the tests call.
 HOST_PACKAGES := debootstrap systemd-container squid iproute2 openssh-client rsync curl
 
-.PHONY: help host-deps venv demo lab-up lab-down lint pytest molecule test drills clean lock benchmark
+.PHONY: help host-deps venv demo lab-up lab-down lint pytest molecule test drills clean lock lock-env benchmark
 
 help:
 	@echo "make demo    lab (1 master + $(WORKERS) workers) + cluster + verify, then print URLs and credentials"
 	@echo "make test    lint + pytest: unit tests, then the lab tests with every fault drill and the benchmarks' short modes (the CI command)"
 	@echo "make drills  only the lab tests: the main lab's, its fault drills and benchmarks, then the fresh lab's drills"
 	@echo "make lab-down  remove the lab"
+	@echo "make lock    the project's locks files/locks/airflow-<version>-py<X.Y>.txt (AIRFLOW_VERSION=$(AIRFLOW_VERSION))"
+	@echo "make lock-env INVENTORY=inventory/<env>  lock the inventory's airflow_extra_requirements/airflow_extra_wheels"
+	@echo "             on top of the project's lock, into its airflow_extras_lock_dir (commit them)"
 
 host-deps:
 	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -71,6 +74,7 @@ drills: host-deps venv
 # resolved for the exact interpreter the nodes have (markers can depend on the patch level: redis needs
 # async-timeout on Debian 12's 3.11.2, not on 3.11.3+). `make lock LOCK_DIR=/tmp/x` writes them elsewhere.
 AIRFLOW_VERSION ?= 3.3.2
+# The other copy: node_pythons in plugins/module_utils/extras_lock.py (airflow-cluster lock); change both.
 LOCK_PYTHONS ?= 3.11.2 3.13.5
 LOCK_DIR ?= files/locks
 UV_VERSION ?= 0.13.8
@@ -82,6 +86,15 @@ lock: venv
 	  $(BIN)/uv pip compile --quiet --native-tls files/locks/airflow-$(AIRFLOW_VERSION).in \
 	    --python-version $$v --python-platform x86_64-manylinux_2_28 \
 	    --custom-compile-command "make lock AIRFLOW_VERSION=$(AIRFLOW_VERSION)" -o $$out; done
+
+# An environment's lock of the team's extra packages (airflow_extra_requirements, airflow_extra_wheels), on top of the
+# project's lock whose pins never move: <airflow_extras_lock_dir>/airflow-<version>-py<X.Y>.txt for each of its
+# Pythons (airflow_cluster/lock.py). A deploy refuses an inventory whose extras no longer match it.
+INVENTORY ?=
+lock-env: venv
+	@if [ -z "$(INVENTORY)" ]; then echo "usage: make lock-env INVENTORY=inventory/<env>"; exit 2; fi
+	@$(BIN)/uv --version 2>/dev/null | grep -q '^uv $(UV_VERSION)\b' || $(BIN)/pip install -q 'uv==$(UV_VERSION)'
+	$(BIN)/airflow-cluster lock -i $(INVENTORY)
 
 # Deploy benchmarks (a)-(e) on fresh labs, side by side: see README "Benchmarks".
 benchmark: host-deps venv

@@ -1,5 +1,5 @@
-"""The operator's inventory file: read its groups; add a host to airflow_workers, or take it out, keeping the
-file's comments and order.
+"""The operator's inventory file: read its groups and its cluster-wide settings; add a host to airflow_workers, or
+take it out, keeping the file's comments and order.
 
 YAML inventories are read and edited with ruamel.yaml's round-trip mode; INI inventories line by line. The file
 is replaced atomically, with the previous version kept beside it as <file>.bak. The group names and the rules a
@@ -16,6 +16,7 @@ import os
 import re
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
@@ -227,3 +228,111 @@ def remove_worker(path: Path, name: str) -> bool:
     ]
     _write(path, "\n".join(out) + "\n")
     return True
+
+
+# ---------------------------------------------------------------- cluster-wide settings
+
+AIRFLOW_DEFAULTS = PROJECT_DIR / "roles" / "airflow" / "defaults" / "main.yml"
+# The only templates read_settings evaluates: the magic variables the defaults use for paths.
+_MAGIC = re.compile(r"\{\{\s*(inventory_dir|playbook_dir)\s*\}\}")
+
+
+def inventory_dir(inventory: Path) -> Path:
+    """Ansible's inventory_dir: the folder of the inventory (the one holding group_vars/)."""
+    return inventory if inventory.is_dir() else inventory.parent
+
+
+def _plain(value):
+    """ruamel's round-trip types as plain Python (mappings, lists, str, numbers)."""
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return value
+
+
+def _load_vars(path: Path) -> dict:
+    """The top-level variables of a vars file (YAML); {} for an ansible-vault encrypted one."""
+    text = path.read_text(errors="replace")
+    if text.lstrip().startswith("$ANSIBLE_VAULT"):
+        return {}
+    try:
+        doc = _yaml().load(text)
+    except YAMLError as exc:
+        raise InventoryError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+    return _plain(doc) if isinstance(doc, dict) else {}
+
+
+def _vars_files(folder: Path, name: str) -> list[Path]:
+    """Ansible's files for group or host `name` in group_vars/ or host_vars/: NAME, NAME.yml, NAME.yaml, NAME.json,
+    or every file of a folder NAME/."""
+    files = [folder / f"{name}{ext}" for ext in ("", ".yml", ".yaml", ".json")]
+    found = [p for p in files if p.is_file()]
+    if (folder / name).is_dir():
+        found += sorted(p for p in (folder / name).rglob("*") if p.is_file() and not p.name.startswith("."))
+    return found
+
+
+def _hosts_file_vars(path: Path) -> dict:
+    """`all: vars:` of a YAML inventory file, `[all:vars]` of an INI one (INI values are strings)."""
+    text = path.read_text(errors="replace")
+    if _is_yaml(path, text):
+        try:
+            doc = _yaml().load(text)
+        except YAMLError as exc:
+            raise InventoryError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from None
+        root = doc.get("all") if isinstance(doc, dict) else None
+        return _plain(_map(_map(root).get("vars")))
+    return dict(line.strip().split("=", 1) for section, line, header in _ini_lines(text)
+                if section == "all:vars" and not header and "=" in line and not line.lstrip().startswith(("#", ";")))
+
+
+def _evaluate(name: str, value, variables: dict[str, str]):
+    """A setting with {{ inventory_dir }} and {{ playbook_dir }} filled in; any other template is refused."""
+    if isinstance(value, list):
+        return [_evaluate(name, v, variables) for v in value]
+    if not isinstance(value, str):
+        return value
+    done = _MAGIC.sub(lambda m: variables[m.group(1)], value)
+    if "{{" in done or "{%" in done:
+        raise InventoryError(f"{name} is a template, {value!r}, which airflow-cluster evaluates only with "
+                             "{{ inventory_dir }} or {{ playbook_dir }} in it: give a plain value")
+    return done
+
+
+def read_settings(inventory: Path, names: tuple[str, ...]) -> dict[str, Any]:
+    """Cluster-wide settings as a run sees them: roles/airflow's defaults, overridden by the inventory file's
+    `all: vars:`, overridden by group_vars/all (Ansible's order). A setting that group_vars/<group> or host_vars/
+    sets differs between hosts: refused, the callers need one value for the cluster."""
+    folder = inventory_dir(inventory)
+    files = [inventory] if inventory.is_file() else [
+        p for p in sorted(folder.iterdir())
+        if p.is_file() and p.suffix in ("", ".yml", ".yaml", ".ini") and not p.name.startswith(".")]
+    settings = {n: v for n, v in _load_vars(AIRFLOW_DEFAULTS).items() if n in names}
+    for path in files:
+        settings.update({n: v for n, v in _hosts_file_vars(path).items() if n in names})
+    for path in _vars_files(folder / "group_vars", "all"):
+        settings.update({n: v for n, v in _load_vars(path).items() if n in names})
+    for sub in ("group_vars", "host_vars"):
+        for path in sorted((folder / sub).rglob("*")) if (folder / sub).is_dir() else []:
+            top = path.relative_to(folder / sub).parts[0]
+            if not path.is_file() or top.startswith(".") or path.suffix not in ("", ".yml", ".yaml", ".json") or (
+                    sub == "group_vars" and top in ("all", "all.yml", "all.yaml", "all.json")):
+                continue
+            try:
+                local = sorted(set(_load_vars(path)) & set(names))
+            except InventoryError:
+                continue  # not a vars file of ours to judge: Ansible reports it
+            if local:
+                raise InventoryError(f"{', '.join(local)} is set in {path}: it is one setting for the whole "
+                                     "cluster: set it in group_vars/all.yml only")
+    variables = {"inventory_dir": str(folder.resolve()), "playbook_dir": str(PROJECT_DIR / "playbooks")}
+    return {n: _evaluate(n, v, variables) for n, v in settings.items()}

@@ -1,8 +1,11 @@
-"""The cluster commands: deploy, verify, status, add-worker, remove-worker, dags push, backup, restore, upgrade.
+"""The cluster commands: deploy, verify, status, add-worker, remove-worker, dags push, backup, restore, upgrade,
+and lock.
 
 Each one runs a playbook under playbooks/ (see runner.py) and prints its result; none of them does anything a
 plain `ansible-playbook -i INV playbooks/<name>.yml` would not do, except editing the inventory file for
-add-worker and remove-worker. Each command is a row of COMMANDS: its arguments, its playbook and its hooks.
+add-worker and remove-worker. `lock` runs no playbook: it writes the environment's lock of the team's extra
+packages (lock.py), which preflight then checks. Each command is a row of COMMANDS: its arguments, its playbook and
+its hooks.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from airflow_cluster import inventory as inv
-from airflow_cluster.runner import Result, RunError, print_summary, run_playbook
+from airflow_cluster import lock
+from airflow_cluster.runner import PROJECT_DIR, Result, RunError, print_summary, resolve_inventory, run_playbook
 
 # Tasks that only load settings or include others: not checks worth a line in `verify`'s report.
 NOT_CHECKS = {
@@ -207,6 +211,25 @@ def cmd_remove_worker(args) -> int:
     return _finish(result, args, {"inventory": str(path), "removed": removed})
 
 
+# ---------------------------------------------------------------- lock
+
+
+def cmd_lock(args) -> int:
+    path = resolve_inventory(args.inventory)
+    try:  # the inventory as the command to run again names it: from the project folder when inside it
+        again = str(path.relative_to(PROJECT_DIR))
+    except ValueError:
+        again = str(path)
+    try:
+        report = lock.run(path, f"airflow-cluster lock -i {again}", args.upgrade, None if args.json else sys.stdout)
+    except lock.LockError as exc:
+        sys.stderr.write(f"airflow-cluster: error: {exc}\n")
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    return 0
+
+
 # ---------------------------------------------------------------- the table
 
 
@@ -219,7 +242,7 @@ class Command:
     """`airflow-cluster NAME`: runs playbooks/PLAYBOOK. Adding a command is adding a row to COMMANDS."""
 
     name: str  # two words for a subcommand ("dags push")
-    playbook: str
+    playbook: str  # "" for a command that runs none (its run hook does the work)
     title: str  # of the summary ("Deploy succeeded in 40s"); {name} is the command's NAME argument
     help: str
     options: tuple = ()  # _arg(...) each, before the common -i, --yes, -e, -v, --json
@@ -263,6 +286,12 @@ COMMANDS = (
             "move the cluster to the inventory's airflow_version (playbooks/upgrade.yml)", (
                 _arg("--batch", help="workers upgraded at a time: a count or a percentage (default 1)"),
             ), asks=True, extra_vars=_upgrade_vars),
+    Command("lock", "", "Lock",
+            "lock airflow_extra_requirements (and airflow_extra_wheels) on top of the project's lock, into "
+            "airflow_extras_lock_dir (no playbook, no host)", (
+                _arg("--upgrade", action="store_true",
+                     help="newest allowed versions of the extra packages (default: keep those of the current lock)"),
+            ), run_args=False, run=cmd_lock),
 )
 # The help of a word that only groups subcommands ("dags push").
 GROUP_HELP = {"dags": "DAG files"}

@@ -1,6 +1,7 @@
 """Preflight rejects bad inventories with one clear message before any host is changed.
 
-Each case of tests/data/bad_inventories/cases.yml runs the real playbooks/site.yml through ansible-runner.
+Each case of tests/data/bad_inventories/cases.yml, and of INLINE_CASES below, runs the real playbooks/site.yml
+through ansible-runner.
 """
 
 import os
@@ -14,8 +15,120 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "bad_inventories"
-CASES = yaml.safe_load((DATA / "cases.yml").read_text())
+FOLDER_CASES = yaml.safe_load((DATA / "cases.yml").read_text())
 BIN = Path(sys.executable).parent
+
+# Cases like those of cases.yml, with their inventory files here (`files`: path in the inventory -> text) instead of
+# a folder; `absent`: what the message must not show (secrets). The settings of the team's packages and of the
+# Airflow objects. A case that needs no lab gets HOSTS (addresses in 192.0.2.0/24, which reach nothing).
+HOSTS = """\
+all:
+  vars:
+    ansible_user: root
+  children:
+    airflow_master:
+      hosts:
+        af-master:
+          ansible_host: 192.0.2.10
+    airflow_workers:
+      hosts:
+        af-worker1:
+          ansible_host: 192.0.2.21
+        af-worker2:
+          ansible_host: 192.0.2.22
+"""
+ALL_HOSTS = "(for af-master, af-worker1, af-worker2)"
+INLINE_CASES = [
+    {
+        "case": "connection_without_conn_type",
+        "files": {"hosts.yml": HOSTS, "group_vars/all.yml": """\
+airflow_connections:
+  - conn_id: warehouse
+    conn_type: postgres
+    host: db.example.internal
+    password: s3cret-warehouse
+  - conn_id: api
+    host: api.example.internal
+    password: s3cret-api
+"""},
+        "message": f"airflow_connections[1] (conn_id 'api') has no conn_type {ALL_HOSTS}: set conn_type, e.g. "
+                   "postgres, http or aws",
+        "absent": ["s3cret"],
+        "needs_lab": False,
+    },
+    {
+        "case": "connection_unknown_field",
+        "files": {"hosts.yml": HOSTS, "group_vars/all.yml": """\
+airflow_connections:
+  - conn_id: warehouse
+    conn_type: postgres
+    hostname: db.example.internal
+    password: s3cret-warehouse
+"""},
+        "message": f"airflow_connections[0] (conn_id 'warehouse') has the unknown field 'hostname' {ALL_HOSTS}: the "
+                   "fields of a connection are conn_id, conn_type, description, host, schema, login, password, port, "
+                   "extra",
+        "absent": ["s3cret"],
+        "needs_lab": False,
+    },
+    {
+        "case": "pool_negative_slots",
+        "files": {"hosts.yml": HOSTS, "group_vars/all.yml": "airflow_pools:\n  - name: etl\n    slots: -1\n"},
+        "message": f"airflow_pools[0] (name 'etl'): slots is -1, below 0 {ALL_HOSTS}: a pool has 0 slots or more",
+        "needs_lab": False,
+    },
+    {
+        "case": "user_unknown_role",
+        "files": {"hosts.yml": HOSTS, "group_vars/all.yml": """\
+airflow_users:
+  - username: alice
+    role: Administrator
+    email: alice@example.com
+    password: s3cret-alice
+"""},
+        "message": f"airflow_users[0] (username 'alice'): role 'Administrator' is not one of Admin, Op, User, Viewer, "
+                   f"Public {ALL_HOSTS}",
+        "absent": ["s3cret"],
+        "needs_lab": False,
+    },
+    {
+        "case": "requirement_does_not_parse",
+        "files": {"hosts.yml": HOSTS, "group_vars/all.yml": """\
+airflow_extra_requirements:
+  - apache-airflow-providers-http
+  - requests>=
+"""},
+        "message": f"airflow_extra_requirements[1] 'requests>=' {ALL_HOSTS} is not a PEP 508 requirement: Expected",
+        "needs_lab": False,
+    },
+    {
+        # A role's own variable is not the inventory's: preflight reads the settings before any role's.
+        "case": "connection_with_an_undefined_variable",
+        "files": {"hosts.yml": HOSTS, "group_vars/all.yml": """\
+airflow_connections:
+  - conn_id: metadata
+    conn_type: postgres
+    password: "{{ airflow_db_password }}"
+"""},
+        "message": ["airflow_connections (for host ", "uses a variable the inventory does not define: "
+                    "'airflow_db_password' is undefined", "inventory_dir ~ '/credentials/postgres_password'"],
+        "needs_lab": False,
+        "untemplatable": True,
+    },
+    {
+        # Laid over the lab's inventory: extras, and no lock of them in airflow_extras_lock_dir (<inventory>/locks).
+        "case": "extras_without_lock",
+        "files": {"group_vars/all.yml": "airflow_extra_requirements:\n  - apache-airflow-providers-http\n"},
+        "message": [
+            "no lock of airflow_extra_requirements/airflow_extra_wheels for Airflow 3.3.2 on Python 3.",
+            "/locks/airflow-3.3.2-py3.",
+            "is missing (airflow_extras_lock_dir): run `airflow-cluster lock -i ",
+            "(or make lock-env INVENTORY=",
+        ],
+        "needs_lab": True,
+    },
+]
+CASES = FOLDER_CASES + INLINE_CASES
 
 
 def merge(base, over):
@@ -28,6 +141,11 @@ def merge(base, over):
 def build_inventory(case, dest, lab=None):
     """The case's inventory in dest; for a lab case, the case's files laid over the lab's hosts.yml."""
     src = DATA / case["case"]
+    if "files" in case:  # an inline case: its files, written beside dest
+        src = dest.parent / f"{case['case']}.files"
+        for name, text in case["files"].items():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            (src / name).write_text(text)
     if lab is None:
         shutil.copytree(src, dest)
         return dest
@@ -78,6 +196,8 @@ def check_rejected(case, tmp_path, lab=None):
     expected = case["message"] if isinstance(case["message"], list) else [case["message"]]
     for part in expected:
         assert part in message
+    for secret in case.get("absent", []):
+        assert secret not in stdout
     if case.get("unreachable"):
         assert failure["event"] == "runner_on_unreachable"
     else:
@@ -96,7 +216,8 @@ def check_rejected(case, tmp_path, lab=None):
 def test_every_case_has_its_folder():
     names = [c["case"] for c in CASES]
     assert len(names) == len(set(names)) >= 14
-    assert sorted(names) == sorted(p.name for p in DATA.iterdir() if p.is_dir())
+    assert sorted(c["case"] for c in FOLDER_CASES) == sorted(p.name for p in DATA.iterdir() if p.is_dir())
+    assert all("files" in c for c in INLINE_CASES)
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if not c["needs_lab"]], ids=lambda c: c["case"])

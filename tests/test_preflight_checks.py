@@ -70,7 +70,8 @@ def find_problems(inventory_dir: Path, cmdline: str | None = None):
     groups = inventory.get_groups_dict()
     hosts = checks.cluster_hosts(groups)
     raw = loader.load_from_file(str(AIRFLOW_DEFAULTS), trusted_as_template=True)
-    templar = Templar(loader=loader, variables={**raw, "playbook_dir": str(ROOT / "playbooks")})
+    templar = Templar(loader=loader, variables={**raw, "playbook_dir": str(ROOT / "playbooks"),
+                                                "inventory_dir": str(inventory_dir)})
     # -e wins over the inventory
     own = {h: ChainMap(extra_vars, action.HostVariables(templar, hostvars, h)) for h in hosts}
     defaults = {n: templar.template(v) for n, v in raw.items() if n in (*NAMES, *checks.HOST_SETTINGS)}
@@ -83,13 +84,16 @@ def find_problems(inventory_dir: Path, cmdline: str | None = None):
                                  own[h].get("airflow_address", own[h]["ansible_host"])) for h in hosts}
     # The settings of the host that runs the checks (the play's first).
     first = checks.host_settings(hosts[:1], checks.HOST_SETTINGS, own, defaults)[hosts[0]]
-    return found, checks.host_problems(facts, *(first[n] for n in checks.HOST_SETTINGS))
+    return found, checks.host_problems(facts, *(first[n] for n in checks.HOST_SETTINGS),
+                                       inventory_dir=str(inventory_dir))
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c["case"])
 def test_the_checks_give_the_case_message(case, tmp_path):
     if case.get("unreachable"):
         pytest.skip("an unreachable host is Ansible's to report, not the checks'")
+    if case.get("untemplatable"):
+        pytest.skip("a setting Ansible cannot template is the action plugin's to report, not the checks'")
     lab = None
     if case["needs_lab"]:
         lab = tmp_path / "lab"
@@ -102,6 +106,7 @@ def test_the_checks_give_the_case_message(case, tmp_path):
     assert found
     for part in case["message"] if isinstance(case["message"], list) else [case["message"]]:
         assert part in found[0]
+    assert not [m for m in found for secret in case.get("absent", []) if secret in m]
 
 
 def test_the_derived_groups_are_no_typos(tmp_path):
@@ -109,7 +114,8 @@ def test_the_derived_groups_are_no_typos(tmp_path):
     # imports it again: by then the run has the derived groups, which must pass the group-name check.
     derived = yaml.safe_load((ROOT / "roles" / "cluster_groups" / "vars" / "main.yml").read_text())
     named = {g for g in rules.DERIVED_GROUPS if f"'{g}'" in derived["cluster_groups_plan"]}
-    assert named == set(rules.DERIVED_GROUPS) - {"airflow_install_pending"}
+    # airflow_install_pending and airflow_repackage_pending come from roles/airflow_node/tasks/check.yml instead.
+    assert named == set(rules.DERIVED_GROUPS) - {"airflow_install_pending", "airflow_repackage_pending"}
     hosts = yaml.safe_load((ROOT / "inventory" / "sample" / "hosts.yml").read_text())
     hosts["all"]["children"].update({g: {"hosts": {"af-master": None}} for g in rules.DERIVED_GROUPS})
     (tmp_path / "inventory").mkdir()
@@ -154,3 +160,285 @@ def test_the_airflow_argument_specs_describe_every_default():
     assert [n for n in options if n not in defaults and f"# {n}:" not in AIRFLOW_DEFAULTS.read_text()] == []
     assert all(o.get("type") and o.get("description") and "default" not in o and not o.get("required")
                for o in options.values())
+
+
+# ---------------------------------------------------------------- the team's packages and the Airflow objects
+
+GROUPS = {"airflow_master": ["m"], "airflow_workers": ["w1", "w2"]}
+SECRET = "s3cret-value"
+
+
+def problems_with(**settings) -> list[str]:
+    """The inventory checks' messages with these settings on every host (and roles/airflow's admin user)."""
+    own = {"airflow_admin_user": "admin", **settings}
+    return checks.inventory_problems(GROUPS, {h: dict(own) for h in checks.cluster_hosts(GROUPS)}, KINDS)
+
+
+def every_message(check, **settings) -> list[str]:
+    """Every message of one check (inventory_problems shows the first check's only)."""
+    own = {"airflow_admin_user": "admin", **settings}
+    cluster = checks.Cluster(GROUPS, {h: dict(own) for h in checks.cluster_hosts(GROUPS)}, KINDS, lambda p: False)
+    return check(cluster)
+
+
+@pytest.mark.parametrize(("requirements", "message"), [
+    ("apache-airflow-providers-http", "airflow_extra_requirements is a string, not a list (for m, w1, w2)"),
+    (["apache-airflow-providers-http", "requests>="],
+     "airflow_extra_requirements[1] 'requests>=' (for m, w1, w2) is not a PEP 508 requirement: Expected semicolon "
+     "(after name with no version specifier) or end (at character 9): write one package per item"),
+    (["-r other.txt"], "airflow_extra_requirements[0] '-r other.txt' (for m, w1, w2) is not a PEP 508 requirement: "
+                       "Expected package name at the start of dependency specifier"),
+    (["ok==1", {"name": "x"}], "airflow_extra_requirements[1] is a mapping, not a string (for m, w1, w2)"),
+    (["  "], "airflow_extra_requirements[0] is empty (for m, w1, w2): remove it"),
+    # a token in a URL is blotted out
+    (["ours @ https://user:t0ken@pkgs.example/ours.whl extra"], "'ours @ https://***@pkgs.example/ours.whl extra'"),
+])
+def test_extra_requirements_must_parse(requirements, message):
+    found = problems_with(airflow_extra_requirements=requirements)
+    assert message in found[0]
+    assert "t0ken" not in found[0]
+
+
+def test_good_extra_requirements_pass():
+    good = ["apache-airflow-providers-http", "apache-airflow-providers-amazon>=9.0,<10", "pkg[extra]==1.0",
+            'tomli>=2; python_version < "3.12"', "ours @ https://pkgs.example/ours-1.0-py3-none-any.whl"]
+    assert problems_with(airflow_extra_requirements=good) == []
+
+
+def test_extra_wheels_is_a_folder_with_wheels(tmp_path):
+    reqs = {"airflow_extra_requirements": ["our-operators==1.4.0"]}
+    assert problems_with(airflow_extra_wheels="", **reqs) == []
+    missing = tmp_path / "nowhere"
+    assert problems_with(airflow_extra_wheels=str(missing), **reqs) == [
+        f"airflow_extra_wheels '{missing}' (for m, w1, w2) is not a folder on the control node: give the folder that "
+        "holds your .whl files (e.g. \"{{ inventory_dir }}/wheels\"), or \"\" for none"]
+    (tmp_path / "README.txt").write_text("not a wheel")
+    assert "holds no .whl file" in problems_with(airflow_extra_wheels=str(tmp_path), **reqs)[0]
+    (tmp_path / "our_operators-1.4.0-py3-none-any.whl").write_bytes(b"zip")
+    assert problems_with(airflow_extra_wheels=str(tmp_path), **reqs) == []
+    assert problems_with(airflow_extra_wheels=str(tmp_path)) == [
+        f"airflow_extra_wheels '{tmp_path}' (for m, w1, w2) is set but airflow_extra_requirements is empty: a wheel "
+        "is installed only when a requirement names it: add it to airflow_extra_requirements (e.g. "
+        "our-operators==1.4.0), or set airflow_extra_wheels to \"\""]
+    assert "is a number, not a path" in problems_with(airflow_extra_wheels=3, **reqs)[0]
+
+
+GOOD_CONNECTION = {"conn_id": "warehouse", "conn_type": "postgres", "host": "db.example", "schema": "analytics",
+                   "login": "etl", "password": SECRET, "port": 5432, "extra": {"sslmode": "require"},
+                   "description": "The warehouse"}
+
+
+@pytest.mark.parametrize(("connections", "message"), [
+    ({"warehouse": GOOD_CONNECTION}, "airflow_connections is a mapping, not a list (for m, w1, w2): give a list of "
+                                     "connections, each a mapping with conn_id and conn_type"),
+    (["warehouse"], "airflow_connections[0] is a string, not a mapping (for m, w1, w2)"),
+    ([{**GOOD_CONNECTION, "conn_id": None}], "airflow_connections[0] has no conn_id (for m, w1, w2): give every "
+                                             "connection a conn_id"),
+    ([{**GOOD_CONNECTION, "conn_id": "my warehouse"}],
+     "airflow_connections[0] (conn_id 'my warehouse') (for m, w1, w2): a conn_id holds only letters, digits, _, . "
+     "and -: rename it"),
+    ([GOOD_CONNECTION, {"conn_id": "api", "password": SECRET}],
+     "airflow_connections[1] (conn_id 'api') has no conn_type (for m, w1, w2): set conn_type, e.g. postgres, http or "
+     "aws"),
+    ([{**GOOD_CONNECTION, "passwd": SECRET, "hostname": "db"}],
+     "airflow_connections[0] (conn_id 'warehouse') has the unknown fields 'passwd', 'hostname' (for m, w1, w2): the "
+     "fields of a connection are conn_id, conn_type, description, host, schema, login, password, port, extra"),
+    ([{**GOOD_CONNECTION, "port": 70000}], "airflow_connections[0] (conn_id 'warehouse'): port must be a port number "
+                                           "from 1 to 65535, got 70000 (for m, w1, w2)"),
+    ([{**GOOD_CONNECTION, "port": "5432/tcp"}], "port must be a port number from 1 to 65535, got '5432/tcp'"),
+    ([{**GOOD_CONNECTION, "extra": f"timeout={SECRET}"}],
+     "airflow_connections[0] (conn_id 'warehouse'): extra is a string, not a mapping (for m, w1, w2): write it as a "
+     "YAML mapping"),
+    ([GOOD_CONNECTION, {**GOOD_CONNECTION, "host": "other"}],
+     "airflow_connections lists conn_id 'warehouse' 2 times (at 0, 1, for m, w1, w2): each connection needs its own "
+     "conn_id"),
+])
+def test_connections(connections, message):
+    found = problems_with(airflow_connections=connections)
+    assert message in found[0], found
+    assert SECRET not in " ".join(every_message(checks.connections, airflow_connections=connections))
+
+
+def test_good_connections_pass():
+    minimal = {"conn_id": "api.v2-x", "conn_type": "http"}
+    assert problems_with(airflow_connections=[GOOD_CONNECTION, minimal, {**minimal, "conn_id": "b", "port": "443",
+                                                                         "extra": '{"timeout": 3}'}]) == []
+
+
+@pytest.mark.parametrize(("variables", "message"), [
+    ([{"environment": SECRET}], "airflow_variables is a list, not a mapping (for m, w1, w2): give name: value pairs"),
+    ({"environment": SECRET, 2024: SECRET}, "airflow_variables has the name 2024, a number (for m, w1, w2): a "
+                                            "variable's name is a non-empty string"),
+    ({"": SECRET}, "airflow_variables has the name '', a string (for m, w1, w2)"),
+])
+def test_variables(variables, message):
+    found = problems_with(airflow_variables=variables)
+    assert message in found[0]
+    assert SECRET not in " ".join(found)
+
+
+def test_good_variables_pass():
+    assert problems_with(airflow_variables={"environment": "production", "retention": {"days": 30}, "n": None}) == []
+
+
+@pytest.mark.parametrize(("pools", "message"), [
+    ([{"name": "etl", "slots": -1}], "airflow_pools[0] (name 'etl'): slots is -1, below 0 (for m, w1, w2): a pool has "
+                                     "0 slots or more (0 holds every task of the pool back): set slots to 0 or more"),
+    ([{"name": "etl", "slots": "four"}], "airflow_pools[0] (name 'etl'): slots must be a whole number, got 'four'"),
+    ([{"name": "etl"}], "airflow_pools[0] (name 'etl') has no slots (for m, w1, w2): set slots, e.g. slots: 4"),
+    ([{"slots": 4}], "airflow_pools[0] has no name (for m, w1, w2): give every pool a name"),
+    ([{"name": "etl", "slots": 4, "size": 4}], "airflow_pools[0] (name 'etl') has the unknown field 'size' (for m, w1, "
+                                               "w2): the fields of a pool are name, slots, description, "
+                                               "include_deferred"),
+    ([{"name": "etl", "slots": 4, "include_deferred": "yes"}],
+     "airflow_pools[0] (name 'etl'): include_deferred must be true or false without quotes, got 'yes' (a string"),
+    ([{"name": "etl", "slots": 4}, {"name": "etl", "slots": 2}], "airflow_pools lists name 'etl' 2 times (at 0, 1"),
+])
+def test_pools(pools, message):
+    assert message in problems_with(airflow_pools=pools)[0]
+
+
+def test_good_pools_pass():
+    assert problems_with(airflow_pools=[{"name": "etl", "slots": 0}, {"name": "default_pool", "slots": "128"},
+                                        {"name": "w", "slots": 4, "description": "x", "include_deferred": True}]) == []
+
+
+GOOD_USER = {"username": "alice", "role": "Op", "email": "alice@example.com", "first_name": "Alice",
+             "last_name": "Liddell", "password": SECRET}
+
+
+@pytest.mark.parametrize(("users", "message"), [
+    ([{**GOOD_USER, "role": "Administrator"}],
+     "airflow_users[0] (username 'alice'): role 'Administrator' is not one of Admin, Op, User, Viewer, Public (for m, "
+     "w1, w2): pick one of them"),
+    ([{**GOOD_USER, "role": None}], "airflow_users[0] (username 'alice') has no role (for m, w1, w2): set role, e.g. "
+                                    "role: Viewer (one of Admin, Op, User, Viewer, Public)"),
+    ([{**GOOD_USER, "email": None}], "airflow_users[0] (username 'alice') has no email"),
+    ([{**GOOD_USER, "email": "alice"}], "airflow_users[0] (username 'alice'): email is not an email address"),
+    ([{**GOOD_USER, "mail": "a@b.c"}], "airflow_users[0] (username 'alice') has the unknown field 'mail' (for m, w1, "
+                                       "w2): the fields of a user are username, role, email, first_name, last_name, "
+                                       "password"),
+    ([{**GOOD_USER, "username": "Admin"}], "airflow_users[0] (username 'Admin') is airflow_admin_user (for m, w1, w2), "
+                                           "which site.yml manages on its own"),
+    ([{**GOOD_USER, "username": "../alice"}], "airflow_users[0] (username '../alice') (for m, w1, w2): a username "
+                                              "holds only letters, digits, _, ., @ and -"),
+    ([GOOD_USER, {**GOOD_USER, "username": "ALICE"}], "airflow_users lists username 'alice' 2 times (at 0, 1, for m, "
+                                                      "w1, w2): each user needs its own username"),
+    ([{"role": "Op", "email": "a@b.c"}], "airflow_users[0] has no username"),
+])
+def test_users(users, message):
+    found = problems_with(airflow_users=users)
+    assert message in found[0]
+    assert SECRET not in " ".join(every_message(checks.users, airflow_users=users))
+
+
+def test_good_users_pass():
+    assert problems_with(airflow_users=[GOOD_USER, {"username": "bob@example.com", "role": "Viewer",
+                                                    "email": "bob@example.com"}]) == []
+
+
+def test_objects_that_differ_between_hosts_are_named_not_shown():
+    settings = {h: {"airflow_admin_user": "admin", "airflow_variables": {"token": f"{SECRET}-{h}"}}
+                for h in checks.cluster_hosts(GROUPS)}
+    assert checks.inventory_problems(GROUPS, settings, KINDS) == [
+        "airflow_variables differs between hosts (value 1 for m; value 2 for w1; value 3 for w2): it is one setting "
+        "for the whole cluster: set it once, in group_vars/all.yml"]
+
+
+def test_the_argument_specs_declare_the_types_the_checks_expect():
+    options = SPECS["airflow"]["argument_specs"]["settings"]["options"]
+    for name in ("airflow_connections", "airflow_pools", "airflow_users"):
+        assert (options[name]["type"], options[name]["elements"]) == ("list", "dict")
+    assert options["airflow_variables"]["type"] == "dict"
+    assert (options["airflow_extra_requirements"]["type"], options["airflow_extra_requirements"]["elements"]) == (
+        "list", "str")
+    assert options["airflow_extra_wheels"]["type"] == options["airflow_extras_lock_dir"]["type"] == "path"
+
+
+# ---------------------------------------------------------------- the environment's lock of the extra packages
+
+FACTS = {"master": checks.HostFacts("Debian", "12", "3.11.2", "x86_64", "10.0.0.10"),
+         "worker1": checks.HostFacts("Debian", "13", "3.13.5", "x86_64", "10.0.0.21")}
+
+
+def lock_dirs(tmp_path):
+    """A project lock folder (both Pythons), an empty environment lock folder, and a wheels folder."""
+    project, env, wheels = tmp_path / "project", tmp_path / "inventory" / "locks", tmp_path / "wheels"
+    for d in (project, env, wheels):
+        d.mkdir(parents=True)
+    for minor in ("3.11", "3.13"):
+        (project / f"airflow-3.3.2-py{minor}.txt").write_text(f"apache-airflow==3.3.2\nrequests==2.34.2  # {minor}\n")
+    (wheels / "ours-1.0-py3-none-any.whl").write_bytes(b"wheel one")
+    return project, env, wheels
+
+
+def write_env_locks(project, env, requirements, wheels):
+    for minor in ("3.11", "3.13"):
+        name = f"airflow-3.3.2-py{minor}.txt"
+        digest = checks.extras.current_fingerprint("3.3.2", str(project / name), requirements, str(wheels))
+        (env / name).write_text(checks.extras.header(digest, "airflow-cluster lock -i inventory/prod", "3.11.2",
+                                                     f"files/locks/{name}") + "apache-airflow==3.3.2\n")
+
+
+def host_check(project, env, requirements, wheels):
+    supported = {"Debian": ["12", "13"]}
+    return checks.host_problems(FACTS, supported, "3.3.2", str(project), requirements, str(wheels), str(env),
+                                inventory_dir="inventory/prod")
+
+
+def test_without_extras_no_environment_lock_is_needed(tmp_path):
+    project, env, _ = lock_dirs(tmp_path)
+    assert host_check(project, env, [], "") == []
+
+
+def test_extras_need_their_lock_for_every_python(tmp_path):
+    project, env, wheels = lock_dirs(tmp_path)
+    requirements = ["apache-airflow-providers-http", "ours==1.0"]
+    found = host_check(project, env, requirements, wheels)
+    assert found == [
+        f"no lock of airflow_extra_requirements/airflow_extra_wheels for Airflow 3.3.2 on Python {minor} ({host}): "
+        f"{env}/airflow-3.3.2-py{minor}.txt is missing (airflow_extras_lock_dir): run `airflow-cluster lock -i "
+        "inventory/prod` (or make lock-env INVENTORY=inventory/prod) on the control node and commit the lock files"
+        for minor, host in (("3.11", "master"), ("3.13", "worker1"))]
+    write_env_locks(project, env, requirements, wheels)
+    assert host_check(project, env, requirements, wheels) == []
+    # the order of the requirements does not matter, their surrounding spaces neither
+    assert host_check(project, env, [" ours==1.0", "apache-airflow-providers-http "], wheels) == []
+
+
+@pytest.mark.parametrize("change", ["requirement", "wheel content", "wheel name", "project lock", "header"])
+def test_an_environment_lock_whose_inputs_changed_is_refused(tmp_path, change):
+    project, env, wheels = lock_dirs(tmp_path)
+    requirements = ["apache-airflow-providers-http", "ours==1.0"]
+    write_env_locks(project, env, requirements, wheels)
+    if change == "requirement":
+        requirements = [*requirements, "apache-airflow-providers-amazon"]
+    elif change == "wheel content":
+        (wheels / "ours-1.0-py3-none-any.whl").write_bytes(b"wheel one, rebuilt")
+    elif change == "wheel name":
+        (wheels / "ours-1.0-py3-none-any.whl").rename(wheels / "ours-1.0.1-py3-none-any.whl")
+    elif change == "project lock":
+        (project / "airflow-3.3.2-py3.13.txt").write_text("apache-airflow==3.3.2\nrequests==2.35.0\n")
+    else:
+        text = (env / "airflow-3.3.2-py3.11.txt").read_text()
+        (env / "airflow-3.3.2-py3.11.txt").write_text("\n".join(text.splitlines()[1:]) + "\n")
+    found = host_check(project, env, requirements, wheels)
+    assert found, change
+    fix = ("run `airflow-cluster lock -i inventory/prod` (or make lock-env INVENTORY=inventory/prod) on the control "
+           "node and commit the lock files")
+    assert all(m.endswith(fix) for m in found)
+    if change == "header":
+        assert found == [f"{env}/airflow-3.3.2-py3.11.txt (the lock of the extra packages for Airflow 3.3.2 on Python "
+                         "3.11 (master)) has no `airflow-cluster lock inputs: sha256=` line: it was not made by "
+                         f"airflow-cluster lock, or was edited: {fix}"]
+    else:
+        assert "no longer matches airflow_extra_requirements/airflow_extra_wheels" in found[0]
+    if change == "project lock":  # only Python 3.13's project lock changed
+        assert len(found) == 1 and "py3.13" in found[0]
+
+
+def test_a_missing_project_lock_is_reported_first(tmp_path):
+    project, env, wheels = lock_dirs(tmp_path)
+    (project / "airflow-3.3.2-py3.13.txt").unlink()
+    found = host_check(project, env, ["ours==1.0"], wheels)
+    assert len(found) == 1 and found[0].startswith("no lock for Airflow 3.3.2 on Python 3.13 (worker1 run Python")

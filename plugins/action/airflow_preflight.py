@@ -3,7 +3,8 @@
     phase: inventory  the checks that need no facts, over every cluster host's settings: what the inventory sets
                       for the host (its hostvars, -e included), else the default of the role running the task (the
                       preflight role, whose dependency roles/airflow holds the cluster's settings)
-    phase: hosts      the checks that need facts, over ansible_play_hosts (their facts must be gathered)
+    phase: hosts      the checks that need facts, over ansible_play_hosts (their facts must be gathered), with the
+                      settings of the host running the task (HOST_SETTINGS: the version, the locks, the extras)
 
 It fails with the first message of plugins/module_utils/preflight_checks.py, or returns ok (never changed). The
 kinds of settings (booleans, choices) come from the argument specs of the roles beside the running one.
@@ -17,6 +18,7 @@ import os
 import sys
 from collections.abc import Mapping
 
+from ansible.errors import AnsibleUndefinedVariable
 from ansible.plugins.action import ActionBase
 from ansible.plugins.loader import module_utils_loader
 
@@ -34,17 +36,30 @@ def _checks():
     return sys.modules[name]
 
 
+class UnusableSetting(Exception):
+    """A setting of the inventory that cannot be templated (an undefined variable in it)."""
+
+
 class HostVariables(Mapping):
     """A host's variables (hostvars.raw_get: inventory, -e, facts), templated on access in the host's own context.
     hostvars[host] templates them without `hostvars` itself, and an inventory may refer to another host's:
     airflow_address: "{{ hostvars['worker1']['ansible_host'] }}"."""
 
     def __init__(self, templar, hostvars, host: str):
+        self._host = host
         self._vars = hostvars.raw_get(host)
         self._templar = templar.copy_with_new_env(available_variables={**self._vars, "hostvars": hostvars})
 
     def __getitem__(self, name):
-        return self._templar.template(self._vars[name])
+        try:
+            return self._templar.template(self._vars[name])
+        except AnsibleUndefinedVariable as exc:
+            # The message names the missing variable, never a value.
+            raise UnusableSetting(
+                f"{name} (for host {self._host}) uses a variable the inventory does not define: "
+                f"{str(exc).splitlines()[0]}. The inventory's settings are read before any role's own variables: "
+                "refer only to variables the inventory sets (e.g. from ansible-vault) or to a lookup, such as "
+                "\"{{ lookup('ansible.builtin.file', inventory_dir ~ '/credentials/postgres_password') }}\"") from None
 
     def __contains__(self, name):
         return name in self._vars
@@ -66,7 +81,10 @@ class ActionModule(ActionBase):
         _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         checks = _checks()
         find = self._inventory_problems if args["phase"] == "inventory" else self._host_problems
-        problems = find(checks, task_vars)
+        try:
+            problems = find(checks, task_vars)
+        except UnusableSetting as exc:
+            problems = [str(exc)]
         result["changed"] = False
         if problems:
             result.update(failed=True, msg=problems[0])
@@ -102,5 +120,6 @@ class ActionModule(ActionBase):
                 architecture=f["architecture"],
                 address=address,
             )
-        supported, version, lock_dir = (self._templar.template(task_vars[n]) for n in checks.HOST_SETTINGS)
-        return checks.host_problems(facts, supported, version, lock_dir)
+        # The settings of the host that runs the checks (the play's first), in host_problems' order.
+        settings = [self._templar.template(task_vars[n]) for n in checks.HOST_SETTINGS]
+        return checks.host_problems(facts, *settings, inventory_dir=task_vars.get("inventory_dir") or "")

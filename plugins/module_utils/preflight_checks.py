@@ -7,13 +7,16 @@ names the group or setting, the bad value, the hosts that have it, and the fix.
 - inventory_problems(): checks that need no facts (group sizes, value types and ranges, files on the control node,
   ports), over `groups` (group -> hosts) and `settings` (cluster host -> {setting: value}: what the inventory sets
   for the host, else the default).
-- host_problems(): checks that need the hosts' facts (operating system, a lock for each Python, cluster addresses).
+- host_problems(): checks that need the hosts' facts (operating system, a lock for each Python, the environment's
+  lock of the team's extra packages for each Python, cluster addresses).
 
 The checks run in order, and a check may rely on the ones before it (one master): each function returns the
 messages of the first check that finds a problem, [] when none does.
 
 Which settings are booleans and which take one of a closed set of values comes from the roles' argument specs
-(setting_kinds). Standard library only: it runs on the control node, in Ansible and in the tests.
+(setting_kinds). Standard library, and packaging (an ansible-core dependency) for the extra requirements: it runs on
+the control node, in Ansible and in the tests. Settings that may hold secrets (connections, variables, users) are
+never shown in a message: only their names, fields and positions are.
 """
 
 from __future__ import annotations
@@ -23,13 +26,23 @@ import ipaddress
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+
+def _beside(name: str, file: str):
+    """A module of this folder, loaded by path (module_utils is no package on the control node)."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(file))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 # The group rules the CLI enforces too (the group names, the master apart from the workers), written once there.
-_spec = importlib.util.spec_from_file_location("airflow_cluster_rules", Path(__file__).with_name("cluster_rules.py"))
-rules = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rules)
+rules = _beside("airflow_cluster_rules", "cluster_rules.py")
+# The fingerprint of an environment's lock of extra packages, which `airflow-cluster lock` writes too.
+extras = _beside("airflow_cluster_extras_lock", "extras_lock.py")
 
 # What a choice means, where its name alone does not say it.
 CHOICE_NOTES = {"wheelhouse": "offline install from the control node", "index": "pip on each node"}
@@ -41,21 +54,36 @@ PORTS = ("airflow_api_port", "airflow_api_lb_port", "airflow_flower_port", "airf
 COUNTS = ("airflow_worker_concurrency", "airflow_api_workers", "airflow_worker_max_failed_heartbeats",
           "airflow_task_heartbeat_timeout", "airflow_db_backup_keep", "airflow_dag_refresh_interval",
           "airflow_worker_api_retries")
+# The team's extra packages (one lock per environment) and the Airflow objects (kept from the master's settings).
+EXTRAS = ("airflow_extra_requirements", "airflow_extra_wheels")
+OBJECTS = ("airflow_connections", "airflow_variables", "airflow_pools", "airflow_users")
+# Settings whose values may be secrets (passwords, variable values): messages name them, never show their values.
+SECRET_VALUES = ("airflow_connections", "airflow_variables", "airflow_users")
 # One value for the whole cluster: airflow.cfg is the same file on every node and the hosts reach each other's
-# services on these ports and prefixes.
+# services on these ports and prefixes; the extra packages are one lock, the objects one database.
 CLUSTER_WIDE = ("airflow_version", "airflow_url_prefix", "airflow_flower_url_prefix", "airflow_dag_sync",
                 "airflow_install_method", *PORTS, "airflow_worker_max_failed_heartbeats",
-                "airflow_task_heartbeat_timeout")
+                "airflow_task_heartbeat_timeout", *EXTRAS, *OBJECTS)
 TLS_FILES = ("airflow_tls_certificate", "airflow_tls_key", "airflow_tls_ca_certificate")
 ALLOW_LISTS = ("airflow_nginx_allow", "airflow_ssh_sources")
 # Read from the inventory only (no role default): where Ansible reaches a host.
 CONNECTION = ("ansible_host", "ansible_port")
 OTHER_SETTINGS = ("airflow_supported_versions", "nginx_listen_port", "airflow_pip_index_url", "airflow_pip_proxy",
-                  "airflow_pip_ca_bundle", *TLS_FILES, *ALLOW_LISTS)
+                  "airflow_pip_ca_bundle", *TLS_FILES, *ALLOW_LISTS, *EXTRAS, *OBJECTS, "airflow_admin_user")
 # nginx's own default port (the nginx role's defaults are not loaded where preflight runs).
 NGINX_PORT = 80
-# The settings host_problems reads, from the host that runs the checks.
-HOST_SETTINGS = ("airflow_supported_distributions", "airflow_version", "airflow_lock_dir")
+# The settings host_problems reads, from the host that runs the checks, in the order of its parameters.
+HOST_SETTINGS = ("airflow_supported_distributions", "airflow_version", "airflow_lock_dir", *EXTRAS,
+                 "airflow_extras_lock_dir")
+# The fields of the Airflow objects (roles/airflow_objects), the required ones first.
+CONNECTION_FIELDS = ("conn_id", "conn_type", "description", "host", "schema", "login", "password", "port", "extra")
+POOL_FIELDS = ("name", "slots", "description", "include_deferred")
+USER_FIELDS = ("username", "role", "email", "first_name", "last_name", "password")
+# The FAB auth manager's roles.
+USER_ROLES = ("Admin", "Op", "User", "Viewer", "Public")
+CONN_ID = re.compile(r"[A-Za-z0-9_.-]+")
+# A user's name also names the file of its generated password (credentials/airflow_user_<username>).
+USERNAME = re.compile(r"[A-Za-z0-9_@-][A-Za-z0-9_.@-]*")
 
 
 class Kinds(NamedTuple):
@@ -78,10 +106,7 @@ class Value(NamedTuple):
 
     @property
     def type(self) -> str:
-        v = self.value
-        kinds = ((str, "string"), (bool, "boolean"), ((int, float), "number"), (type(None), "null"),
-                 (dict, "mapping"), ((list, tuple, set), "list"))
-        return next((name for types, name in kinds if isinstance(v, types)), type(v).__name__)
+        return _type(self.value)
 
     @property
     def for_hosts(self) -> str:
@@ -90,6 +115,21 @@ class Value(NamedTuple):
     @property
     def about(self) -> str:
         return f"{self.name} {self.shown} (for {self.for_hosts})"
+
+
+def _type(v) -> str:
+    """What a value is, in YAML's words."""
+    kinds = ((str, "string"), (bool, "boolean"), ((int, float), "number"), (type(None), "null"),
+             (Mapping, "mapping"), ((list, tuple, set), "list"))
+    return next((name for types, name in kinds if isinstance(v, types)), type(v).__name__)
+
+
+def _key(value) -> str:
+    """A value as a comparable text (a mapping may have keys of several types, which do not sort)."""
+    try:
+        return json.dumps(value, sort_keys=True, default=str)
+    except TypeError:
+        return json.dumps(value, default=str)
 
 
 def setting_kinds(specs: dict[str, Any]) -> Kinds:
@@ -167,8 +207,8 @@ def _is_url(v) -> bool:
 class Cluster:
     """What the inventory checks read: groups, cluster hosts, their settings, the kinds of settings."""
 
-    def __init__(self, groups, settings, kinds: Kinds, is_file):
-        self.groups, self.settings, self.kinds, self.is_file = groups, settings, kinds, is_file
+    def __init__(self, groups, settings, kinds: Kinds, is_file, is_dir=os.path.isdir):
+        self.groups, self.settings, self.kinds, self.is_file, self.is_dir = groups, settings, kinds, is_file, is_dir
         self.hosts = cluster_hosts(groups)
         self._values: dict[str, list[Value]] = {}
 
@@ -179,7 +219,7 @@ class Cluster:
         """The setting's distinct values on the cluster hosts that have it, in host order."""
         if name not in self._values:
             having = [h for h in self.hosts if name in self.settings[h]]
-            by_value = group_hosts(having, lambda h: json.dumps(self.settings[h][name], sort_keys=True, default=str))
+            by_value = group_hosts(having, lambda h: _key(self.settings[h][name]))
             self._values[name] = [Value(name, self.settings[hosts[0]][name], hosts) for hosts in by_value.values()]
         return self._values[name]
 
@@ -335,9 +375,219 @@ def tls_and_allow_lists(c: Cluster) -> list[str]:
     return problems
 
 
+def extra_requirements(c: Cluster) -> list[str]:
+    """airflow_extra_requirements: a list of PEP 508 requirements."""
+    problems = []
+    for e in c.values("airflow_extra_requirements"):
+        if not isinstance(e.value, list):
+            problems.append(f"airflow_extra_requirements is a {e.type}, not a list (for {e.for_hosts}): give a list of "
+                            "requirements, e.g. [apache-airflow-providers-http>=5.0], or [] for none")
+            continue
+        for i, line in enumerate(e.value):
+            if not isinstance(line, str):
+                problems.append(f"airflow_extra_requirements[{i}] is a {_type(line)}, not a string (for "
+                                f"{e.for_hosts}): write each requirement as one line, e.g. "
+                                "apache-airflow-providers-http>=5.0")
+            elif not line.strip():
+                problems.append(f"airflow_extra_requirements[{i}] is empty (for {e.for_hosts}): remove it")
+            elif why := extras.requirement_error(line):
+                problems.append(f"airflow_extra_requirements[{i}] {extras.shown_requirement(line)} (for "
+                                f"{e.for_hosts}) is not a PEP 508 requirement: {why}: write one package per item, "
+                                "e.g. apache-airflow-providers-http>=5.0 or our-operators==1.4.0 (no pip options such "
+                                "as -r or --index-url)")
+    return problems
+
+
+def extra_wheels(c: Cluster) -> list[str]:
+    """airflow_extra_wheels: "" or a folder on the control node with wheels in it, which a requirement names."""
+    problems = []
+    for e in c.values("airflow_extra_wheels"):
+        if e.value in ("", None):
+            continue
+        if not isinstance(e.value, str):
+            problems.append(f"airflow_extra_wheels is a {e.type}, not a path (for {e.for_hosts}): give the folder of "
+                            "your wheel files on the control node, or \"\" for none")
+        elif not c.is_dir(e.value):
+            problems.append(f"{e.about} is not a folder on the control node: give the folder that holds your .whl "
+                            "files (e.g. \"{{ inventory_dir }}/wheels\"), or \"\" for none")
+        elif not extras.wheel_files(e.value):
+            problems.append(f"{e.about} holds no .whl file: put your wheels there (`pip wheel --no-deps -w "
+                            f"{e.value} <your project>` builds one), or set it to \"\"")
+        elif not any(c.settings[h].get("airflow_extra_requirements") for h in e.hosts):
+            problems.append(f"{e.about} is set but airflow_extra_requirements is empty: a wheel is installed only "
+                            "when a requirement names it: add it to airflow_extra_requirements (e.g. "
+                            "our-operators==1.4.0), or set airflow_extra_wheels to \"\"")
+    return problems
+
+
+def _shown(v) -> str:
+    """A name (not a secret) for a message."""
+    return f"'{v}'" if isinstance(v, str) else json.dumps(v, default=str)
+
+
+def _listed(e: Value, what: str, key: str, required: tuple[str, ...]) -> tuple[list[str], list]:
+    """The problems of a list-of-mappings setting's shape, and (label, item) of each mapping that has its key field:
+    label names the setting, the index and the key ("airflow_pools[1] (name 'etl')"). The values are never shown."""
+    fields = " and ".join(required)
+    if not isinstance(e.value, list):
+        return [f"{e.name} is a {e.type}, not a list (for {e.for_hosts}): give a list of {what}s, each a mapping with "
+                f"{fields} (see roles/airflow/defaults/main.yml), or [] for none"], []
+    problems, items = [], []
+    for i, item in enumerate(e.value):
+        if not isinstance(item, Mapping):
+            problems.append(f"{e.name}[{i}] is a {_type(item)}, not a mapping (for {e.for_hosts}): write each {what} "
+                            f"as a mapping with {fields}")
+        elif item.get(key) in (None, ""):
+            problems.append(f"{e.name}[{i}] has no {key} (for {e.for_hosts}): give every {what} a {key}")
+        else:
+            items.append((f"{e.name}[{i}] ({key} {_shown(item[key])})", item))
+    return problems, items
+
+
+def _unknown_fields(label: str, item: Mapping, allowed: tuple[str, ...], what: str, hosts: str) -> list[str]:
+    unknown = [str(k) for k in item if k not in allowed]
+    if not unknown:
+        return []
+    names = ", ".join(f"'{k}'" for k in unknown)
+    return [f"{label} has the unknown field{'s' if len(unknown) > 1 else ''} {names} (for {hosts}): the fields of "
+            f"a {what} are {', '.join(allowed)}"]
+
+
+def _missing(label: str, item: Mapping, field: str, hosts: str, example: str) -> list[str]:
+    if item.get(field) not in (None, ""):
+        return []
+    return [f"{label} has no {field} (for {hosts}): set {field}, e.g. {example}"]
+
+
+def _duplicates(e: Value, key: str, what: str, fold=lambda k: k) -> list[str]:
+    seen: dict[Any, list[int]] = {}
+    for i, item in enumerate(e.value):
+        if isinstance(item, Mapping) and item.get(key) not in (None, ""):
+            seen.setdefault(fold(item[key]) if isinstance(item[key], str) else _key(item[key]), []).append(i)
+    return [f"{e.name} lists {key} {_shown(e.value[idx[0]][key])} {len(idx)} times (at "
+            f"{', '.join(str(i) for i in idx)}, for {e.for_hosts}): each {what} needs its own {key}: keep one"
+            for idx in seen.values() if len(idx) > 1]
+
+
+def _whole(v) -> int | None:
+    """A whole number, as an int or its digits in a string ("-1" too); None for anything else."""
+    if _is_integer(v):
+        return v
+    if isinstance(v, str) and re.fullmatch(r"-?[0-9]+", v.strip()):
+        return int(v)
+    return None
+
+
+def connections(c: Cluster) -> list[str]:
+    """airflow_connections: conn_id and conn_type, the known fields, a valid port, a mapping for extra."""
+    problems = []
+    for e in c.values("airflow_connections"):
+        found, items = _listed(e, "connection", "conn_id", ("conn_id", "conn_type"))
+        problems += found
+        for label, item in items:
+            if not (isinstance(item["conn_id"], str) and CONN_ID.fullmatch(item["conn_id"])):
+                problems.append(f"{label} (for {e.for_hosts}): a conn_id holds only letters, digits, _, . and -: "
+                                "rename it, e.g. my_warehouse")
+            problems += _unknown_fields(label, item, CONNECTION_FIELDS, "connection", e.for_hosts)
+            problems += _missing(label, item, "conn_type", e.for_hosts, "postgres, http or aws")
+            port = item.get("port")
+            if port not in (None, "") and not (_whole(port) is not None and 1 <= _whole(port) <= 65535):
+                problems.append(f"{label}: port must be a port number from 1 to 65535, got {_shown(port)} (for "
+                                f"{e.for_hosts})")
+            extra = item.get("extra")
+            if extra not in (None, "") and not isinstance(extra, Mapping) and not _json_mapping(extra):
+                problems.append(f"{label}: extra is a {_type(extra)}, not a mapping (for {e.for_hosts}): write it as a "
+                                "YAML mapping, e.g. extra: {sslmode: require}")
+        problems += _duplicates(e, "conn_id", "connection")
+    return problems
+
+
+def _json_mapping(v) -> bool:
+    """A JSON text of a mapping (Airflow's own form of a connection's extra)."""
+    try:
+        return isinstance(v, str) and isinstance(json.loads(v), dict)
+    except ValueError:
+        return False
+
+
+def variables(c: Cluster) -> list[str]:
+    """airflow_variables: a mapping of names (non-empty strings) to values."""
+    problems = []
+    for e in c.values("airflow_variables"):
+        if not isinstance(e.value, Mapping):
+            problems.append(f"airflow_variables is a {e.type}, not a mapping (for {e.for_hosts}): give name: value "
+                            "pairs, e.g. {environment: production}, or {} for none")
+            continue
+        problems += [f"airflow_variables has the name {_shown(k)}, a {_type(k)} (for {e.for_hosts}): a variable's "
+                     "name is a non-empty string: quote it, or rename it"
+                     for k in e.value if not (isinstance(k, str) and k.strip())]
+    return problems
+
+
+def pools(c: Cluster) -> list[str]:
+    """airflow_pools: name and slots (>= 0), the known fields, include_deferred true or false."""
+    problems = []
+    for e in c.values("airflow_pools"):
+        found, items = _listed(e, "pool", "name", ("name", "slots"))
+        problems += found
+        for label, item in items:
+            if not isinstance(item["name"], str):
+                problems.append(f"{label} (for {e.for_hosts}): a pool's name is a string: quote it")
+            problems += _unknown_fields(label, item, POOL_FIELDS, "pool", e.for_hosts)
+            problems += _missing(label, item, "slots", e.for_hosts, "slots: 4")
+            slots = item.get("slots")
+            if slots not in (None, ""):
+                n = _whole(slots)
+                if n is None:
+                    problems.append(f"{label}: slots must be a whole number, got {_shown(slots)} (for {e.for_hosts})")
+                elif n < 0:
+                    problems.append(f"{label}: slots is {n}, below 0 (for {e.for_hosts}): a pool has 0 slots or "
+                                    "more (0 holds every task of the pool back): set slots to 0 or more")
+            if "include_deferred" in item and not isinstance(item["include_deferred"], bool):
+                problems.append(f"{label}: include_deferred must be true or false without quotes, got "
+                                f"{_shown(item['include_deferred'])} (a {_type(item['include_deferred'])}, for "
+                                f"{e.for_hosts})")
+        problems += _duplicates(e, "name", "pool")
+    return problems
+
+
+def users(c: Cluster) -> list[str]:
+    """airflow_users: username, role and email, the known fields, a FAB role, not the admin user."""
+    problems = []
+    for e in c.values("airflow_users"):
+        admin = c.settings[e.hosts[0]].get("airflow_admin_user")
+        found, items = _listed(e, "user", "username", ("username", "role", "email"))
+        problems += found
+        for label, item in items:
+            name = item["username"]
+            if not (isinstance(name, str) and USERNAME.fullmatch(name)):
+                problems.append(f"{label} (for {e.for_hosts}): a username holds only letters, digits, _, ., @ and - "
+                                "(and does not start with .): it also names the file of a generated password, "
+                                "credentials/airflow_user_<username>: rename it")
+            elif isinstance(admin, str) and name.lower() == admin.lower():
+                problems.append(f"{label} is airflow_admin_user (for {e.for_hosts}), which site.yml manages on its "
+                                "own (airflow_admin_email, airflow_admin_password): remove it from airflow_users")
+            problems += _unknown_fields(label, item, USER_FIELDS, "user", e.for_hosts)
+            problems += _missing(label, item, "role", e.for_hosts, f"role: Viewer (one of {', '.join(USER_ROLES)})")
+            problems += _missing(label, item, "email", e.for_hosts, "email: alice@example.com")
+            role = item.get("role")
+            if role not in (None, "") and role not in USER_ROLES:
+                problems.append(f"{label}: role {_shown(role)} is not one of {', '.join(USER_ROLES)} (for "
+                                f"{e.for_hosts}): pick one of them (the FAB auth manager's roles, with that case)")
+            email = item.get("email")
+            if email not in (None, "") and not (isinstance(email, str) and re.fullmatch(r"[^@\s]+@[^@\s]+", email)):
+                problems.append(f"{label}: email is not an email address (for {e.for_hosts}): write it like "
+                                "alice@example.com")
+        problems += _duplicates(e, "username", "user", fold=str.lower)
+    return problems
+
+
 def one_value_per_cluster(c: Cluster) -> list[str]:
-    # 8080 and "8080" are one value (as `| int` reads them).
-    return [f"{n} differs between hosts ({'; '.join(f'{e.shown} for {e.for_hosts}' for e in c.values(n))}): "
+    # 8080 and "8080" are one value (as `| int` reads them). A setting that may hold secrets is named, not shown.
+    def shown(n, i, e):
+        return f"value {i + 1} for {e.for_hosts}" if n in SECRET_VALUES else f"{e.shown} for {e.for_hosts}"
+
+    return [f"{n} differs between hosts ({'; '.join(shown(n, i, e) for i, e in enumerate(c.values(n)))}): "
             "it is one setting for the whole cluster: set it once, in group_vars/all.yml"
             for n in CLUSTER_WIDE if len({str(e.value) for e in c.values(n)}) > 1]
 
@@ -373,13 +623,14 @@ def port_clashes(c: Cluster) -> list[str]:
 
 INVENTORY_CHECKS = (known_groups, one_master, some_worker, master_not_worker, one_database_and_broker,
                     distinct_ssh_addresses, booleans, ports_and_counts, heartbeat_timeout, supported_version,
-                    url_prefixes, choices, package_index, tls_and_allow_lists, one_value_per_cluster, port_clashes)
+                    url_prefixes, choices, package_index, tls_and_allow_lists, extra_requirements, extra_wheels,
+                    connections, variables, pools, users, one_value_per_cluster, port_clashes)
 
 
-def inventory_problems(groups, settings, kinds: Kinds, is_file=os.path.isfile) -> list[str]:
+def inventory_problems(groups, settings, kinds: Kinds, is_file=os.path.isfile, is_dir=os.path.isdir) -> list[str]:
     """The messages of the first check of INVENTORY_CHECKS that finds a problem; [] for a good inventory.
-    is_file(path) tells whether a path on the control node is a file."""
-    cluster = Cluster(groups, settings, kinds, is_file)
+    is_file(path) and is_dir(path) tell whether a path on the control node is a file, a folder."""
+    cluster = Cluster(groups, settings, kinds, is_file, is_dir)
     return next((problems for check in INVENTORY_CHECKS if (problems := check(cluster))), [])
 
 
@@ -407,12 +658,16 @@ def supported_os(facts: dict[str, HostFacts], supported: dict[str, list]) -> lis
             "(airflow_supported_distributions)"]
 
 
+def _python_minor(f: HostFacts) -> str:
+    return ".".join(f.python_version.split(".")[:2])
+
+
 def locks(facts: dict[str, HostFacts], version: str, lock_dir: str, is_file) -> list[str]:
     # The lock pins every package for one Python minor version; without it the install would fail halfway, after
     # the base system was changed. A message per Python minor version, with the Python and architecture of the last
     # host that runs it.
     def minor(h):
-        return ".".join(facts[h].python_version.split(".")[:2])
+        return _python_minor(facts[h])
 
     source = os.path.realpath(f"{lock_dir}/airflow-{version}.in")
     problems = []
@@ -427,6 +682,40 @@ def locks(facts: dict[str, HostFacts], version: str, lock_dir: str, is_file) -> 
     return problems
 
 
+def extras_locks(facts: dict[str, HostFacts], version: str, lock_dir: str, requirements, wheels, extras_lock_dir: str,
+                 inventory_dir: str = "", is_file=os.path.isfile) -> list[str]:
+    """With extra packages, the environment's lock for each Python minor version the hosts run, made from the
+    inputs as they are now: the extra requirements, the wheels and the project's lock (its header's fingerprint).
+    The project's lock itself is locks()'s."""
+    if not extras.has_extras(requirements, wheels):
+        return []
+    inventory = inventory_dir or "inventory/<env>"
+    fix = (f"run `airflow-cluster lock -i {inventory}` (or make lock-env INVENTORY={inventory}) on the control node "
+           "and commit the lock files")
+    problems = []
+    for python_minor, hosts in group_hosts(facts, lambda h: _python_minor(facts[h])).items():
+        name = extras.lock_name(version, python_minor)
+        path = os.path.realpath(os.path.join(extras_lock_dir, name))
+        on = f"Airflow {version} on Python {python_minor} ({', '.join(hosts)})"
+        if not is_file(path):
+            problems.append(f"no lock of airflow_extra_requirements/airflow_extra_wheels for {on}: {path} is missing "
+                            f"(airflow_extras_lock_dir): {fix}")
+            continue
+        with open(path, encoding="utf-8", errors="replace") as f:
+            found = extras.read_fingerprint(f.read())
+        if found is None:
+            problems.append(f"{path} (the lock of the extra packages for {on}) has no "
+                            f"`{extras.HEADER_PREFIX.lstrip('# ')}` line: it was not made by airflow-cluster lock, or "
+                            f"was edited: {fix}")
+            continue
+        wanted = extras.current_fingerprint(version, os.path.join(lock_dir, name), requirements or [], wheels or "")
+        if found != wanted:
+            problems.append(f"{path} (the lock of the extra packages for {on}) no longer matches "
+                            f"airflow_extra_requirements/airflow_extra_wheels (or the project's lock {name} changed): "
+                            f"{fix}")
+    return problems
+
+
 def distinct_cluster_addresses(facts: dict[str, HostFacts]) -> list[str]:
     # Every host finds the others by its cluster address (database allow-list, broker, DAG push, /etc/hosts).
     return [f"hosts {' and '.join(hosts)} have the same cluster address {address} (airflow_address, by default the "
@@ -436,10 +725,15 @@ def distinct_cluster_addresses(facts: dict[str, HostFacts]) -> list[str]:
 
 
 def host_problems(facts: dict[str, HostFacts], supported: dict[str, list], version: str, lock_dir: str,
+                  requirements=(), wheels="", extras_lock_dir="", *, inventory_dir="",
                   is_file=os.path.isfile) -> list[str]:
     """The messages of the first of these checks that finds a problem, [] when every host passes: supported
-    operating system, a lock for every host's Python, distinct cluster addresses. supported, version and lock_dir:
-    airflow_supported_distributions, airflow_version and airflow_lock_dir."""
-    checks = (supported_os(facts, supported), locks(facts, version, lock_dir, is_file),
-              distinct_cluster_addresses(facts))
-    return next((problems for problems in checks if problems), [])
+    operating system, a lock for every host's Python, with extra packages the environment's lock for it, distinct
+    cluster addresses. The settings, in the order of HOST_SETTINGS: airflow_supported_distributions,
+    airflow_version, airflow_lock_dir, airflow_extra_requirements, airflow_extra_wheels, airflow_extras_lock_dir;
+    inventory_dir names the inventory in the fix."""
+    checks = (lambda: supported_os(facts, supported), lambda: locks(facts, version, lock_dir, is_file),
+              lambda: extras_locks(facts, version, lock_dir, requirements, wheels, extras_lock_dir, inventory_dir,
+                                   is_file),
+              lambda: distinct_cluster_addresses(facts))
+    return next((problems for check in checks if (problems := check())), [])
