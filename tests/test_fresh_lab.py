@@ -1,6 +1,6 @@
-"""A second, fresh lab after the main one (tests/test_cli_lab.py, tests/test_drills.py): Debian 13, DAGs on a shared
-sshfs volume, two schedulers and api-servers (worker1 in airflow_schedulers), Airflow 3.3.1 first. On it: the HA
-drill, the upgrade drill to 3.3.2 with runs in flight, and the restore drill with the main lab's dump and
+"""A second, fresh lab after the main one (tests/test_cli_lab.py, tests/test_drills.py): Debian 13, DAGs and plugins
+on shared sshfs volumes, two schedulers and api-servers (worker1 in airflow_schedulers), Airflow 3.3.1 first. On it:
+the HA drill, the upgrade drill to 3.3.2 with runs in flight, and the restore drill with the main lab's dump and
 credentials (the machines are new, the control node kept its files). Then a re-run changes nothing."""
 
 import json
@@ -31,6 +31,7 @@ from tests.test_cli_lab import cli, lab_secrets, leaks_in
 
 pytestmark = pytest.mark.lab
 OLD, NEW = "3.3.1", "3.3.2"
+PLUGINS = Path(__file__).parent / "data" / "team" / "plugins"
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,8 @@ def fresh(tmp_path_factory):
 
 
 def set_version(version: str) -> None:
-    settings = {"airflow_version": version, "airflow_dag_sync": "shared", "airflow_dags_shared_type": "sshfs"}
+    settings = {"airflow_version": version, "airflow_dag_sync": "shared", "airflow_dags_shared_type": "sshfs",
+                "airflow_plugins_source": str(PLUGINS)}
     (LAB_INVENTORY / "group_vars" / "all.yml").write_text(yaml.safe_dump(settings))
 
 
@@ -65,6 +67,10 @@ def test_a_fresh_debian_13_lab_deploys_the_older_version_with_two_schedulers(fre
     assert api_up(lab).call("/version")["version"] == OLD
     for host in ("master", "worker1"):
         assert on(host, "systemctl is-active airflow-scheduler airflow-api-server\n").split() == ["active"] * 2
+    # The plugins are on a shared sshfs volume of their own, like the DAGs.
+    for host in ("master", "worker1", "worker2"):
+        assert on(host, "findmnt -n -o FSTYPE --target /var/lib/airflow/plugins\n").split() == ["fuse.sshfs"]
+        assert "team_plugin.py" in on(host, "ls /var/lib/airflow/plugins\n").split()
 
 
 def test_ha_drill_dags_run_with_the_masters_scheduler_and_api_server_stopped(fresh):

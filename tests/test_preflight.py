@@ -102,6 +102,24 @@ airflow_extra_requirements:
         "needs_lab": False,
     },
     {
+        "case": "plugins_source_missing",
+        "files": {"hosts.yml": HOSTS, "group_vars/all.yml": "airflow_plugins_source: /nonexistent/plugins\n"},
+        "message": "airflow_plugins_source '/nonexistent/plugins'",
+        "needs_lab": False,
+    },
+    {
+        "case": "shared_nfs_plugins_without_their_export",
+        "files": {"hosts.yml": HOSTS, "group_vars/all.yml": """\
+airflow_dag_sync: shared
+airflow_dags_shared_type: nfs
+airflow_dags_shared_source: nfs.example:/export/dags
+airflow_plugins_source: /tmp
+"""},
+        "message": "airflow_dags_plugins_shared_source is empty (for af-master, af-worker1, af-worker2), whose plugins "
+                   "go on a shared nfs volume of their own",
+        "needs_lab": False,
+    },
+    {
         # A role's own variable is not the inventory's: preflight reads the settings before any role's.
         "case": "connection_with_an_undefined_variable",
         "files": {"hosts.yml": HOSTS, "group_vars/all.yml": """\

@@ -66,10 +66,13 @@ CLUSTER_WIDE = ("airflow_version", "airflow_url_prefix", "airflow_flower_url_pre
                 "airflow_task_heartbeat_timeout", *EXTRAS, *OBJECTS)
 TLS_FILES = ("airflow_tls_certificate", "airflow_tls_key", "airflow_tls_ca_certificate")
 ALLOW_LISTS = ("airflow_nginx_allow", "airflow_ssh_sources")
+# The shared mode's mount sources (roles/airflow_dags; their defaults are not loaded where preflight runs).
+SHARED_VOLUMES = ("airflow_dags_shared_type", "airflow_dags_shared_source", "airflow_dags_plugins_shared_source")
 # Read from the inventory only (no role default): where Ansible reaches a host.
 CONNECTION = ("ansible_host", "ansible_port")
 OTHER_SETTINGS = ("airflow_supported_versions", "nginx_listen_port", "airflow_pip_index_url", "airflow_pip_proxy",
-                  "airflow_pip_ca_bundle", *TLS_FILES, *ALLOW_LISTS, *EXTRAS, *OBJECTS, "airflow_admin_user")
+                  "airflow_pip_ca_bundle", *TLS_FILES, *ALLOW_LISTS, *EXTRAS, *OBJECTS, "airflow_admin_user",
+                  "airflow_plugins_source", *SHARED_VOLUMES)
 # nginx's own default port (the nginx role's defaults are not loaded where preflight runs).
 NGINX_PORT = 80
 # The settings host_problems reads, from the host that runs the checks, in the order of its parameters.
@@ -420,6 +423,27 @@ def extra_wheels(c: Cluster) -> list[str]:
     return problems
 
 
+def plugins_and_shared_volumes(c: Cluster) -> list[str]:
+    """airflow_plugins_source: "" or a folder on the control node. Shared mode over nfs: the mount sources (sshfs
+    defaults to the storage host's folders)."""
+    problems = [f"{e.about} is not a folder on the control node: give the folder of your Airflow plugins, or \"\" for "
+                "none" for e in c.values("airflow_plugins_source")
+                if e.value not in ("", None) and not (isinstance(e.value, str) and c.is_dir(e.value))]
+    nfs = [h for h in c.hosts if c.settings[h].get("airflow_dag_sync") == "shared"
+           and c.settings[h].get("airflow_dags_shared_type", "nfs") == "nfs"]
+    no_dags = [h for h in nfs if not c.settings[h].get("airflow_dags_shared_source")]
+    no_plugins = [h for h in nfs if c.settings[h].get("airflow_plugins_source")
+                  and not c.settings[h].get("airflow_dags_plugins_shared_source")]
+    if no_dags:
+        problems.append(f"airflow_dags_shared_source is empty (for {', '.join(no_dags)}), whose DAGs are on a shared "
+                        "nfs volume (airflow_dag_sync: shared): set it to the export, e.g. nfs-server:/export/dags")
+    if no_plugins:
+        problems.append(f"airflow_dags_plugins_shared_source is empty (for {', '.join(no_plugins)}), whose plugins go "
+                        "on a shared nfs volume of their own (airflow_dag_sync: shared, airflow_plugins_source set): "
+                        "set it to that export, e.g. nfs-server:/export/plugins")
+    return problems
+
+
 def _shown(v) -> str:
     """A name (not a secret) for a message."""
     return f"'{v}'" if isinstance(v, str) else json.dumps(v, default=str)
@@ -624,6 +648,7 @@ def port_clashes(c: Cluster) -> list[str]:
 INVENTORY_CHECKS = (known_groups, one_master, some_worker, master_not_worker, one_database_and_broker,
                     distinct_ssh_addresses, booleans, ports_and_counts, heartbeat_timeout, supported_version,
                     url_prefixes, choices, package_index, tls_and_allow_lists, extra_requirements, extra_wheels,
+                    plugins_and_shared_volumes,
                     connections, variables, pools, users, one_value_per_cluster, port_clashes)
 
 
