@@ -201,6 +201,25 @@ def test_removing_a_provider_reaches_every_node_and_keeps_the_run_in_flight(team
     print("\nteam figures: " + ", ".join(f"{k} {v:.1f} s" for k, v in FIGURES.items()))
 
 
+def test_objects_no_longer_listed_are_removed_and_hand_made_ones_kept(team):
+    api = api_up(team["lab"])
+    api.call("/variables", {"key": "hand_made", "value": "made in the UI"})
+    api.call("/pools", {"name": "hand_pool", "slots": 2})
+    settings = json.loads(team["vars"].read_text())
+    settings["airflow_pools"] = []
+    settings["airflow_users"] = [u for u in settings["airflow_users"] if u["username"] != "op1"]
+    team["vars"].write_text(json.dumps(settings, indent=2))
+    proc = cli("deploy", "-i", str(team["lab"]), "-e", source_var(team["dags"]))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    admin = token("admin", (team["lab"] / "credentials" / "airflow_admin_password").read_text().strip())
+    assert status_of(admin, "/pools/team_pool") == 404
+    assert status_of(admin, "/pools/hand_pool") == 200
+    assert status_of(admin, "/variables/hand_made") == 200
+    assert status_of(admin, "/variables/team_greeting") == 200
+    with pytest.raises(urllib.error.HTTPError):
+        token("op1", (team["lab"] / "credentials" / "airflow_user_op1").read_text().strip())
+
+
 def test_no_team_secret_in_what_the_runs_kept(team):
     secrets = [*lab_secrets(team["lab"]), VAULT_VIEWER_PASSWORD, VAULT_GREETING]
     files = [p for p in (Path.home() / ".local" / "state" / "airflow-cluster" / "runs").rglob("*") if p.is_file()]
