@@ -51,6 +51,9 @@ DRILL_TIMES: list[tuple[str, float]] = []
 # The figures of the benchmark scripts' short runs (tests/test_benchmarks.py), one line each, printed with them.
 BENCH_FIGURES: list[str] = []
 
+# (what, seconds) of tests/test_team_dags.py: the lock command and the deploys that change the package set.
+TEAM_FIGURES: list[tuple[str, float]] = []
+
 
 def pytest_terminal_summary(terminalreporter):
     if DRILL_TIMES:
@@ -61,6 +64,10 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("benchmarks, short mode (goals are not asserted)")
         for line in BENCH_FIGURES:
             terminalreporter.write_line(line)
+    if TEAM_FIGURES:
+        terminalreporter.section("a team's packages: lock and deploy times")
+        for name, seconds in TEAM_FIGURES:
+            terminalreporter.write_line(f"{seconds:7.1f} s  {name}")
 
 
 # The files on the main lab, in the order they need: the first deploys it, the others go on with that cluster.
