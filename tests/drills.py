@@ -63,8 +63,8 @@ def trigger(api: Api, count: int, seconds: int) -> list[str]:
     return [api.call("/dags/fault_probe/dagRuns", body)["dag_run_id"] for _ in range(count)]
 
 
-def run_path(run_id: str) -> str:
-    return f"/dags/fault_probe/dagRuns/{urllib.parse.quote(run_id)}"
+def run_path(run_id: str, dag_id: str = "fault_probe") -> str:
+    return f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}"
 
 
 def task(api: Api, run_id: str) -> dict:
@@ -78,14 +78,14 @@ def wait_running(api: Api, run_id: str, timeout: float = 120) -> str:
     return ti["hostname"]
 
 
-def wait_finished(api: Api, run_ids: list[str], timeout: float = 600) -> dict[str, str]:
-    """Waits until every run is finished; returns each run's state."""
+def wait_finished(api: Api, run_ids: list[str], timeout: float = 600, dag_id: str = "fault_probe") -> dict[str, str]:
+    """Waits until every run (of fault_probe, or of dag_id) is finished; returns each run's state."""
     def states():
-        got = {r: api.call(run_path(r))["state"] for r in run_ids}
+        got = {r: api.call(run_path(r, dag_id))["state"] for r in run_ids}
         return got if all(s in ("success", "failed") for s in got.values()) else None
 
     try:
-        return api.wait(f"{len(run_ids)} fault_probe runs to finish", lambda: answered(states), timeout=timeout,
+        return api.wait(f"{len(run_ids)} {dag_id} runs to finish", lambda: answered(states), timeout=timeout,
                         interval=3)
     except LabError as e:  # say where each run is stuck, not only that the wait ran out
         raise LabError(f"{e}; their tries:\n{tries(api, run_ids)}") from None
