@@ -93,7 +93,6 @@ lock: venv
 INVENTORY ?=
 lock-env: venv
 	@if [ -z "$(INVENTORY)" ]; then echo "usage: make lock-env INVENTORY=inventory/<env>"; exit 2; fi
-	@$(BIN)/uv --version 2>/dev/null | grep -q '^uv $(UV_VERSION)\b' || $(BIN)/pip install -q 'uv==$(UV_VERSION)'
 	$(BIN)/airflow-cluster lock -i $(INVENTORY)
 
 # Deploy benchmarks (a)-(e) on fresh labs, side by side: see README "Benchmarks".
