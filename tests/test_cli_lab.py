@@ -155,11 +155,13 @@ def test_from_outside_the_cluster_only_ssh_and_https_answer(lab):
     outside = scan(SPARE[0], MASTER, *WORKERS)
     print("open from spare1:", outside)
     assert outside == {MASTER: [22, 80, 443], WORKERS[0]: [22], WORKERS[1]: [22]}
+    # The exporters answer only the monitoring host (the master here), Prometheus and Alertmanager only nginx on it.
     assert scan("worker1", MASTER) == {MASTER: [22, 80, 443, 5432, 6379, 8080]}
-    assert scan("master", WORKERS[0]) == {WORKERS[0]: [22, 8793]}
+    assert scan("master", WORKERS[0]) == {WORKERS[0]: [22, 8793, 9100, 9103]}
 
     # nginx from outside: HTTP redirects to HTTPS; nothing but the login page and health answers without a login
-    paths = ("/airflow/api/v2/dags", "/airflow/ui/config", "/flower/", "/flower/api/workers", "/airflow/auth/login/")
+    paths = ("/airflow/api/v2/dags", "/airflow/ui/config", "/flower/", "/flower/api/workers", "/airflow/auth/login/",
+             "/prometheus/api/v1/query?query=up", "/alertmanager/api/v2/alerts")
     urls = [f"http://{MASTER}/airflow/"] + [f"https://{MASTER}{p}" for p in paths]
     proc = machine_ssh(find_machine(SPARE[0]), "python3", "-", *urls, stdin=(SCAN.parent / "http.py").read_text())
     assert proc.returncode == 0, proc.stderr
@@ -170,6 +172,8 @@ def test_from_outside_the_cluster_only_ssh_and_https_answer(lab):
         f"https://{MASTER}/flower/": "401",
         f"https://{MASTER}/flower/api/workers": "401",
         f"https://{MASTER}/airflow/auth/login/": "200",
+        f"https://{MASTER}/prometheus/api/v1/query?query=up": "401",
+        f"https://{MASTER}/alertmanager/api/v2/alerts": "401",
     }
 
     # HTTPS with the generated certificate verifies for the master's address; TLS 1.1 and older are refused

@@ -18,7 +18,8 @@ GROUPS = {"airflow_master": ["af-master"], "airflow_workers": ["af-worker1", "af
 
 def test_the_group_names_are_the_ones_preflight_knows():
     assert rules.GROUPS == ("airflow_master", "airflow_workers", "airflow_schedulers", "airflow_postgres",
-                            "airflow_redis")
+                            "airflow_redis", "airflow_monitoring")
+    assert rules.MONITORING == "airflow_monitoring" and "airflow_prometheus" in rules.DERIVED_GROUPS
     assert (inv.MASTER, inv.WORKERS, inv.GROUPS) == (rules.MASTER, rules.WORKERS, rules.GROUPS)
 
 

@@ -34,9 +34,9 @@ HEALTHY = {
 }
 
 
-def changed(*edits):
-    """HEALTHY with the value at each (path, value) replaced."""
-    data = copy.deepcopy(HEALTHY)
+def changed(*edits, base=None):
+    """HEALTHY (or base) with the value at each (path, value) replaced."""
+    data = copy.deepcopy(base or HEALTHY)
     for path, value in edits:
         target = data
         for key in path[:-1]:
@@ -102,6 +102,86 @@ def test_what_is_wrong_is_named_and_the_cluster_is_not_healthy(data, line):
     assert not healthy
     assert any(line in text for text in lines), "\n".join(lines)
     assert lines[-1] == "Cluster NOT healthy (see above)."
+
+
+# What the master prints besides when it is also the broker and the database host: its timers (run 3h12m ago,
+# next in 20h48m), the Celery queues' depths and the task instances running and queued.
+MASTER_MORE = [
+    f"timer airflow-log-retention.timer {NOW - 3 * 3600 - 720} success 0 {NOW + 20 * 3600 + 48 * 60}",
+    f"timer airflow-db-retention.timer {NOW - 3 * 3600 - 720} success 0 {NOW + 20 * 3600 + 48 * 60}",
+    f"timer postgresql-backup.timer 0 - 0 {NOW + 3600}",
+    "queue default 0", "queue af-worker1 0", "queue bulk 12",
+    "tis running 3", "tis queued 1",
+]
+FULL = changed((("hosts", "af-master"), status.host_status(RAW["af-master"] + MASTER_MORE)))
+
+
+def test_timers_queues_and_task_instances_are_parsed_where_the_host_prints_them():
+    entry = status.host_status(RAW["af-master"] + MASTER_MORE)
+    # the keys every host has are as before
+    assert {k: v for k, v in entry.items() if k not in ("timers", "queues", "task_instances")} == (
+        status.host_status(RAW["af-master"]))
+    assert entry["timers"][0] == {"unit": "airflow-log-retention.timer", "last": NOW - 3 * 3600 - 720,
+                                  "result": "success", "code": 0, "next": NOW + 20 * 3600 + 48 * 60}
+    assert entry["timers"][2] == {"unit": "postgresql-backup.timer", "last": 0, "result": "-", "code": 0,
+                                  "next": NOW + 3600}
+    assert entry["queues"] == {"default": 0, "af-worker1": 0, "bulk": 12}
+    assert list(entry["queues"]) == ["default", "af-worker1", "bulk"]  # the order the host printed
+    assert entry["task_instances"] == {"running": 3, "queued": 1}
+    # what the host could not read ("?") is None, not 0
+    failed = status.host_status([f"now {NOW}", "timer airflow-db-retention.timer 1 exit-code 2 0",
+                                 "queue default ?", "tis running ?", "tis queued ?"])
+    assert failed["timers"] == [{"unit": "airflow-db-retention.timer", "last": 1, "result": "exit-code", "code": 2,
+                                 "next": 0}]
+    assert failed["queues"] == {"default": None}
+    assert failed["task_instances"] == {"running": None, "queued": None}
+
+
+def test_a_healthy_cluster_with_timers_queues_and_task_instances():
+    lines, healthy = status.status_report(FULL)
+    assert healthy
+    # the lines without them, then theirs
+    assert lines[:-2] == [
+        *status.status_report(HEALTHY)[0][:-2],
+        "Celery queues: default 0, af-worker1 0, bulk 12",
+        "Task instances: 3 running, 1 queued",
+        "",
+        "HOST       TIMER                        LAST RUN   RESULT   NEXT RUN",
+        "af-master  airflow-log-retention.timer  3h12m ago  success  in 20h48m",
+        "af-master  airflow-db-retention.timer   3h12m ago  success  in 20h48m",
+        "af-master  postgresql-backup.timer      never      -        in 1h00m",  # a timer that never ran is fine
+    ]
+    assert lines[-2:] == ["", "Cluster healthy."]
+
+
+@pytest.mark.parametrize(
+    ("edits", "line"),
+    [
+        ([("timers", 1, "result", "exit-code"), ("timers", 1, "code", 1)],
+         "af-master  airflow-db-retention.timer   3h12m ago  FAILED (exit-code 1)  in 20h48m"),
+        ([("timers", 0, "result", "signal"), ("timers", 0, "code", 9)], "FAILED (signal 9)"),
+        ([("queues", "bulk", None)],
+         "Celery queues: default 0, af-worker1 0, bulk ? (Redis on af-master did not answer)"),
+        ([("task_instances", "running", None), ("task_instances", "queued", None)],
+         "Task instances: the database on af-master did not answer"),
+    ],
+)
+def test_a_failed_timer_or_a_silent_redis_or_database_is_named_and_the_cluster_is_not_healthy(edits, line):
+    lines, healthy = status.status_report(
+        changed(*((("hosts", "af-master", *edit[:-1]), edit[-1]) for edit in edits), base=FULL))
+    assert not healthy
+    assert any(line in text for text in lines), "\n".join(lines)
+    assert lines[-1] == "Cluster NOT healthy (see above)."
+
+
+def test_a_timer_whose_result_is_not_known_yet_is_no_failure():
+    """Running now, or its result lost by a reboot after the last run (systemd keeps only the last run's time)."""
+    lines, healthy = status.status_report(changed(
+        (("hosts", "af-master", "timers", 0, "result"), "running"),
+        (("hosts", "af-master", "timers", 1, "result"), "-"), base=FULL))
+    assert healthy
+    assert "af-master  airflow-log-retention.timer  3h12m ago  running now               in 20h48m" in lines
+    assert "af-master  airflow-db-retention.timer   3h12m ago  unknown (rebooted since)  in 20h48m" in lines
 
 
 def test_the_playbook_prints_the_table_the_cli_prints(tmp_path, monkeypatch):

@@ -442,3 +442,142 @@ def test_a_missing_project_lock_is_reported_first(tmp_path):
     (project / "airflow-3.3.2-py3.13.txt").unlink()
     found = host_check(project, env, ["ours==1.0"], wheels)
     assert len(found) == 1 and found[0].startswith("no lock for Airflow 3.3.2 on Python 3.13 (worker1 run Python")
+
+
+# ---------------------------------------------------------------- the monitoring
+
+SMTP = {"type": "email", "to": "oncall@example.com", "from": "airflow@example.com", "smarthost": "mail.example:587",
+        "username": "airflow", "password": SECRET}
+
+
+@pytest.mark.parametrize(("receiver", "message"), [
+    ([SMTP], "airflow_alert_receiver is a list, not a mapping (for m, w1, w2): give {} for none, {type: webhook, "
+             "url: https://hooks.example.com/airflow} or {type: email"),
+    ({"url": "https://hooks.example/x"}, "airflow_alert_receiver has no type (for m, w1, w2): set type to webhook or "
+                                         "email (or give {} for no receiver)"),
+    ({"type": "Email"}, "airflow_alert_receiver has the type 'Email' (for m, w1, w2)"),
+    ({"type": ["email"]}, "airflow_alert_receiver has the type [\"email\"] (for m, w1, w2)"),
+    ({"type": "webhook"}, "airflow_alert_receiver (type webhook) has no url (for m, w1, w2): set url to the address "
+                          "Alertmanager posts the alerts to"),
+    ({"type": "webhook", "url": f"ftp://hooks.example/{SECRET}"},
+     "airflow_alert_receiver (type webhook): url is not an http:// or https:// URL (for m, w1, w2)"),
+    ({"type": "webhook", "url": "https://hooks.example/x", "to": "a@b.c"},
+     "airflow_alert_receiver (type webhook) has the unknown field 'to' (for m, w1, w2): the fields of a receiver of "
+     "type webhook are type, url"),
+    ({**SMTP, "to": None}, "airflow_alert_receiver (type email) has no to (for m, w1, w2): set to, e.g. to: "
+                           "oncall@example.com"),
+    ({**SMTP, "from": "airflow"}, "airflow_alert_receiver (type email): from is not an email address (for m, w1, "
+                                  "w2)"),
+    ({k: v for k, v in SMTP.items() if k != "smarthost"},
+     "airflow_alert_receiver (type email) has no smarthost (for m, w1, w2): set the mail server as host:port"),
+    ({**SMTP, "smarthost": "mail.example:70000"}, "smarthost 'mail.example:70000' is not host:port"),
+    ({**SMTP, "username": ""}, "airflow_alert_receiver (type email) has a password but no username (for m, w1, w2)"),
+    ({**SMTP, "password": None}, "airflow_alert_receiver (type email) has a username but no password"),
+    ({**SMTP, "pass": SECRET, "cc": "x"}, "airflow_alert_receiver (type email) has the unknown fields 'pass', 'cc'"),
+])
+def test_alert_receiver(receiver, message):
+    found = problems_with(airflow_alert_receiver=receiver)
+    assert message in found[0], found
+    assert SECRET not in " ".join(every_message(checks.alert_receiver, airflow_alert_receiver=receiver))
+
+
+def test_good_alert_receivers_pass():
+    for receiver in ({}, {"type": "webhook", "url": "http://10.0.0.5:8080/alerts"}, SMTP,
+                     {k: v for k, v in SMTP.items() if k not in ("username", "password")},
+                     {**SMTP, "smarthost": "[2001:db8::25]:25"}):
+        assert problems_with(airflow_alert_receiver=receiver) == [], receiver
+
+
+def test_a_receiver_that_differs_between_hosts_is_named_not_shown():
+    settings = {h: {"airflow_admin_user": "admin", "airflow_alert_receiver": {**SMTP, "password": f"{SECRET}-{h}"}}
+                for h in checks.cluster_hosts(GROUPS)}
+    assert checks.inventory_problems(GROUPS, settings, KINDS) == [
+        "airflow_alert_receiver differs between hosts (value 1 for m; value 2 for w1; value 3 for w2): it is one "
+        "setting for the whole cluster: set it once, in group_vars/all.yml"]
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"airflow_prometheus_retention": 15}, "airflow_prometheus_retention must be a Prometheus duration, a whole number "
+                                           "and one unit (ms, s, m, h, d, w or y) without a space, e.g. 15d; got 15 "
+                                           "(a number) for m, w1, w2"),
+    ({"airflow_prometheus_retention": "1h30m"}, "got '1h30m'"),
+    ({"airflow_prometheus_retention": "0d"}, "airflow_prometheus_retention '0d' (for m, w1, w2) is 0, which "
+                                             "Prometheus reads as its own default (15d)"),
+    ({"airflow_prometheus_scrape_interval": "0s"}, "airflow_prometheus_scrape_interval '0s' (for m, w1, w2) is "
+                                                   "shorter than 1s"),
+    ({"airflow_prometheus_scrape_interval": "15S"}, "airflow_prometheus_scrape_interval must be a Prometheus duration"),
+    ({"airflow_alert_disk_percent": "85%"}, "airflow_alert_disk_percent must be a whole number of percent from 1 to "
+                                            "99, got '85%' (a string) for m, w1, w2"),
+    ({"airflow_alert_disk_percent": 0}, "got 0 for m, w1, w2"),
+    ({"airflow_alert_backup_max_age_hours": True}, "airflow_alert_backup_max_age_hours must be a whole number of "
+                                                   "hours of at least 1, got true (a boolean)"),
+    ({"airflow_node_exporter_port": 70000}, "airflow_node_exporter_port must be a port number from 1 to 65535"),
+    ({"airflow_monitoring": "yes"}, "airflow_monitoring must be true or false without quotes, got 'yes'"),
+    ({"airflow_statsd_port": "8125/udp"}, "airflow_statsd_port must be a port number from 1 to 65535, got "
+                                          "'8125/udp' (a string) for m, w1, w2"),
+    ({"airflow_alertmanager_url_prefix": "/alertmanager/"}, "airflow_alertmanager_url_prefix '/alertmanager/' (for "
+                                                           "m, w1, w2) must start with / and have no trailing slash, "
+                                                           "e.g. /alertmanager"),
+    ({"airflow_url_prefix": "/airflow", "airflow_prometheus_url_prefix": "/airflow"},
+     "airflow_url_prefix and airflow_prometheus_url_prefix are both /airflow (for m, w1, w2): nginx serves Airflow "
+     "and Prometheus under different prefixes"),
+    ({"airflow_flower_url_prefix": "/alertmanager", "airflow_alertmanager_url_prefix": "/alertmanager"},
+     "airflow_flower_url_prefix and airflow_alertmanager_url_prefix are both /alertmanager"),
+])
+def test_monitoring_settings(settings, message):
+    found = problems_with(**settings)
+    assert found and message in found[0], found
+
+
+def test_good_monitoring_settings_pass():
+    assert problems_with(airflow_prometheus_retention="52w", airflow_prometheus_scrape_interval="1s",
+                         airflow_alert_disk_percent="90", airflow_alert_backup_max_age_hours=1,
+                         airflow_monitoring=False, airflow_prometheus_url_prefix="/prom",
+                         airflow_alertmanager_url_prefix="/am") == []
+    assert problems_with(airflow_prometheus_scrape_interval="1000ms", airflow_prometheus_retention="1y") == []
+
+
+def monitoring_cluster(**settings):
+    """The monitoring's defaults on a cluster with its own database, broker and monitoring hosts."""
+    groups = {"airflow_master": ["m"], "airflow_workers": ["w1"], "airflow_postgres": ["db"],
+              "airflow_redis": ["mq"], "airflow_monitoring": ["mon"]}
+    defaults = yaml.safe_load(AIRFLOW_DEFAULTS.read_text())
+    own = {"airflow_admin_user": "admin", **{n: defaults[n] for n in (*checks.PORTS, "airflow_monitoring")},
+           **settings}
+    return groups, {h: dict(own) for h in checks.cluster_hosts(groups)}
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"airflow_node_exporter_port": 8080}, "airflow_api_port and airflow_node_exporter_port are both 8080 on m"),
+    ({"airflow_node_exporter_port": 8793}, "airflow_worker_log_server_port and airflow_node_exporter_port are both "
+                                           "8793 on w1"),
+    ({"airflow_postgres_exporter_port": 5432}, "airflow_db_port and airflow_postgres_exporter_port are both 5432 on "
+                                               "db"),
+    ({"airflow_redis_exporter_port": 9100}, "airflow_node_exporter_port and airflow_redis_exporter_port are both 9100 "
+                                            "on mq"),
+    ({"airflow_alertmanager_port": 9090}, "airflow_prometheus_port and airflow_alertmanager_port are both 9090 on "
+                                          "mon"),
+    ({"airflow_metrics_port": 8974}, "airflow_scheduler_health_port and airflow_metrics_port are both 8974 on m"),
+    ({"airflow_metrics_port": 9100}, "airflow_node_exporter_port and airflow_metrics_port are both 9100 on m"),
+    # StatsD listens on UDP: no TCP port clashes with it
+    ({"airflow_statsd_port": 8080, "airflow_node_exporter_port": 8080},
+     "airflow_api_port and airflow_node_exporter_port are both 8080 on m"),
+    ({"nginx_listen_port": 9100}, "nginx_listen_port and airflow_node_exporter_port are both 9100 on m"),
+])
+def test_the_monitoring_ports_take_part_in_the_clash_check(settings, message):
+    groups, own = monitoring_cluster(**settings)
+    assert checks.inventory_problems(groups, own, KINDS)[0] == (
+        f"{message}: services on one host need different ports: change one of them")
+    # without the monitoring, its ports are free
+    groups, own = monitoring_cluster(**settings, airflow_monitoring=False)
+    assert checks.inventory_problems(groups, own, KINDS) == []
+
+
+def test_the_monitoring_group_is_a_cluster_group():
+    groups, own = monitoring_cluster()
+    assert checks.inventory_problems(groups, own, KINDS) == []
+    assert checks.cluster_hosts(groups)[-1] == "mon"
+    assert checks.monitoring_host(groups) == "mon"
+    assert checks.monitoring_host({"airflow_master": ["m"]}) == "m"
+    assert checks.monitoring_host({"airflow_monitoring": [], "airflow_master": ["m"]}) == "m"
+    assert checks.monitoring_host({}) == ""

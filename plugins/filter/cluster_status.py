@@ -1,7 +1,8 @@
 """The status table, for `airflow-cluster status` and for the last task of playbooks/status.yml alike.
 
 `data` is what status.yml records with set_stats: hosts (host -> now, units, dags, dags_fingerprint, postgres,
-redis), workers_expected, flower / flower_error, health / health_error, postgres_endpoint, redis_endpoint.
+redis, and where the host reads them: timers, queues on the broker host, task_instances on the database host),
+workers_expected, flower / flower_error, health / health_error, postgres_endpoint, redis_endpoint.
 Standard library only: the CLI loads this file by path.
 """
 
@@ -43,11 +44,19 @@ def _int(text: str) -> int:
         return 0
 
 
+def _count(text: str) -> int | None:
+    """A count the host read, None for what it could not read ("?")."""
+    return int(text) if text.isdigit() else None
+
+
 def host_status(stdout_lines: list[str]) -> dict:
-    """One host's entry of `hosts` from the lines status.yml's shell task prints (now, unit, dags, ...)."""
-    fields = [line.split() + [""] * 4 for line in stdout_lines if line.strip()]
+    """One host's entry of `hosts` from the lines status.yml's shell task prints (now, unit, dags, ...).
+
+    timers, queues and task_instances are in the entry only when the host printed such lines: each is read on the
+    hosts it concerns (templates/status-read.sh.j2 of roles/cluster_status)."""
+    fields = [line.split() + [""] * 5 for line in stdout_lines if line.strip()]
     first = {f[0]: f[1] for f in reversed(fields)}
-    return {
+    entry = {
         "now": _int(first.get("now", "")),
         "units": [{"unit": f[1], "state": f[2], "sub": f[3], "since": _int(f[4])} for f in fields if f[0] == "unit"],
         "dags": _int(first["dags"]) if "dags" in first else None,
@@ -55,6 +64,20 @@ def host_status(stdout_lines: list[str]) -> dict:
         "postgres": first["postgres"] == "true" if "postgres" in first else None,
         "redis": first["redis"] == "true" if "redis" in first else None,
     }
+    timers = [{"unit": f[1], "last": _int(f[2]), "result": f[3], "code": _int(f[4]), "next": _int(f[5])}
+              for f in fields if f[0] == "timer"]
+    queues = {f[1]: _count(f[2]) for f in fields if f[0] == "queue"}
+    tis = {f[1]: _count(f[2]) for f in fields if f[0] == "tis"}
+    for key, value in (("timers", timers), ("queues", queues), ("task_instances", tis)):
+        if value:
+            entry[key] = value
+    return entry
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    """Rows (the first is the header) in left-aligned columns two spaces apart."""
+    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(t.ljust(w[i]) for i, t in enumerate(r)).rstrip() for r in rows]
 
 
 def _unit_table(hosts: dict) -> tuple[list[str], bool]:
@@ -68,9 +91,61 @@ def _unit_table(hosts: dict) -> tuple[list[str], bool]:
             rows.append((host, u.get("unit", "?"), f"{u.get('state')}/{u.get('sub')}", _age(up) if active else "-"))
     if not rows:
         return [], healthy
-    rows.insert(0, ("HOST", "UNIT", "STATE", "UPTIME"))
-    w = [max(len(r[i]) for r in rows) for i in range(4)]
-    return ["  ".join(t.ljust(w[i]) for i, t in enumerate(r)).rstrip() for r in rows], healthy
+    return _table([("HOST", "UNIT", "STATE", "UPTIME"), *rows]), healthy
+
+
+def _timer_result(timer: dict) -> tuple[str, bool]:
+    """The result of the timer's service's last run, and whether it is not a failure."""
+    result = timer.get("result") or "-"
+    if result == "success":
+        return "success", True
+    if result == "running":
+        return "running now", True
+    if result == "-":
+        # systemd keeps a service's result until the host reboots; the timer's last run is kept on disk
+        return ("-" if not timer.get("last") else "unknown (rebooted since)"), True
+    return f"FAILED ({result} {timer.get('code', 0)})", False
+
+
+def _timer_table(hosts: dict) -> tuple[list[str], bool]:
+    rows, healthy = [], True
+    for host in sorted(hosts):
+        now = hosts[host].get("now") or time.time()
+        for t in hosts[host].get("timers") or []:
+            result, ok = _timer_result(t)
+            healthy &= ok
+            last = f"{_age(now - t['last'])} ago" if t.get("last") else "never"
+            upcoming = f"in {_age(max(t['next'] - now, 0))}" if t.get("next") else "-"
+            rows.append((host, t.get("unit", "?"), last, result, upcoming))
+    if not rows:
+        return [], healthy
+    return ["", *_table([("HOST", "TIMER", "LAST RUN", "RESULT", "NEXT RUN"), *rows])], healthy
+
+
+def _queues(hosts: dict) -> tuple[list[str], bool]:
+    """The depth of each Celery queue, from the broker host."""
+    lines, healthy = [], True
+    for host in sorted(h for h, v in hosts.items() if v.get("queues")):
+        queues = hosts[host]["queues"]
+        depths = ", ".join(f"{q} {'?' if n is None else n}" for q, n in queues.items())
+        silent = None in queues.values()
+        healthy &= not silent
+        lines.append(f"Celery queues: {depths}" + (f" (Redis on {host} did not answer)" if silent else ""))
+    return lines, healthy
+
+
+def _task_instances(hosts: dict) -> tuple[list[str], bool]:
+    """The task instances running and queued, from the database host."""
+    lines, healthy = [], True
+    for host in sorted(h for h, v in hosts.items() if v.get("task_instances")):
+        tis = hosts[host]["task_instances"]
+        running, queued = tis.get("running"), tis.get("queued")
+        if running is None or queued is None:
+            healthy = False
+            lines.append(f"Task instances: the database on {host} did not answer")
+        else:
+            lines.append(f"Task instances: {running} running, {queued} queued")
+    return lines, healthy
 
 
 def _workers(data: dict) -> tuple[str, bool]:
@@ -127,6 +202,11 @@ def status_report(data: dict) -> tuple[list[str], bool]:
         healthy &= not bad
         where = f"NOT reachable from {', '.join(bad)}" if bad else f"reachable from all {len(reach)} Airflow nodes"
         lines.append(f"{name} {data.get(f'{svc}_endpoint', '')}: {where}")
+
+    for part in (_queues, _task_instances, _timer_table):
+        more, ok = part(hosts)
+        lines += more
+        healthy &= ok
     lines += ["", "Cluster healthy." if healthy else "Cluster NOT healthy (see above)."]
     return lines, healthy
 

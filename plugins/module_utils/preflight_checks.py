@@ -16,7 +16,7 @@ messages of the first check that finds a problem, [] when none does.
 Which settings are booleans and which take one of a closed set of values comes from the roles' argument specs
 (setting_kinds). Standard library, and packaging (an ansible-core dependency) for the extra requirements: it runs on
 the control node, in Ansible and in the tests. Settings that may hold secrets (connections, variables, users) are
-never shown in a message: only their names, fields and positions are.
+never shown in a message: only their names, fields and positions are; nor is the alert receiver's password.
 """
 
 from __future__ import annotations
@@ -49,21 +49,44 @@ CHOICE_NOTES = {"wheelhouse": "offline install from the control node", "index": 
 # Consumed with `| bool`, and `-e airflow_dags_force=true` (as documented) passes the string 'true'.
 BOOLEAN_STRINGS_OK = ("airflow_dags_force",)
 
+# The monitoring's ports: Prometheus and Alertmanager on the monitoring host, the exporters on every cluster host
+# (node), the database host (PostgreSQL) and the broker host (Redis), collectd's endpoint of Airflow's metrics on the
+# Airflow nodes; its StatsD listener (UDP, on loopback) takes part in no clash check.
+MONITORING_PORTS = ("airflow_prometheus_port", "airflow_alertmanager_port", "airflow_node_exporter_port",
+                    "airflow_postgres_exporter_port", "airflow_redis_exporter_port", "airflow_metrics_port",
+                    "airflow_statsd_port")
 PORTS = ("airflow_api_port", "airflow_api_lb_port", "airflow_flower_port", "airflow_db_port", "airflow_redis_port",
-         "airflow_worker_log_server_port", "airflow_scheduler_health_port")
+         "airflow_worker_log_server_port", "airflow_scheduler_health_port", *MONITORING_PORTS)
 COUNTS = ("airflow_worker_concurrency", "airflow_api_workers", "airflow_worker_max_failed_heartbeats",
           "airflow_task_heartbeat_timeout", "airflow_db_backup_keep", "airflow_dag_refresh_interval",
           "airflow_worker_api_retries")
+# Whole numbers with their own range: (lowest, highest, what the message asks for).
+RANGES = {"airflow_alert_disk_percent": (1, 99, "a whole number of percent from 1 to 99"),
+          "airflow_alert_backup_max_age_hours": (1, 10**6, "a whole number of hours of at least 1")}
+# The URL prefixes nginx serves on the master, and what it serves under each.
+URL_PREFIXES = {"airflow_url_prefix": ("Airflow", "/airflow"), "airflow_flower_url_prefix": ("Flower", "/flower"),
+                "airflow_prometheus_url_prefix": ("Prometheus", "/prometheus"),
+                "airflow_alertmanager_url_prefix": ("Alertmanager", "/alertmanager")}
+# Prometheus durations (its --storage.tsdb.retention.time, scrape_interval): a number and one unit.
+DURATIONS = {"airflow_prometheus_retention": "15d", "airflow_prometheus_scrape_interval": "15s"}
+DURATION = re.compile(r"([0-9]+)(ms|s|m|h|d|w|y)")
+DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000,
+               "y": 365 * 86_400_000}
+# Where Alertmanager sends the alerts ({} for nowhere): the fields of each type, the required ones first.
+RECEIVER = "airflow_alert_receiver"
+RECEIVER_FIELDS = {"webhook": ("type", "url"), "email": ("type", "to", "from", "smarthost", "username", "password")}
+MONITORING_SETTINGS = ("airflow_monitoring", "airflow_prometheus_url_prefix", "airflow_alertmanager_url_prefix",
+                       "airflow_prometheus_retention", "airflow_prometheus_scrape_interval", RECEIVER, *RANGES)
 # The team's extra packages (one lock per environment) and the Airflow objects (kept from the master's settings).
 EXTRAS = ("airflow_extra_requirements", "airflow_extra_wheels")
 OBJECTS = ("airflow_connections", "airflow_variables", "airflow_pools", "airflow_users")
 # Settings whose values may be secrets (passwords, variable values): messages name them, never show their values.
-SECRET_VALUES = ("airflow_connections", "airflow_variables", "airflow_users")
+SECRET_VALUES = ("airflow_connections", "airflow_variables", "airflow_users", RECEIVER)
 # One value for the whole cluster: airflow.cfg is the same file on every node and the hosts reach each other's
 # services on these ports and prefixes; the extra packages are one lock, the objects one database.
 CLUSTER_WIDE = ("airflow_version", "airflow_url_prefix", "airflow_flower_url_prefix", "airflow_dag_sync",
                 "airflow_install_method", *PORTS, "airflow_worker_max_failed_heartbeats",
-                "airflow_task_heartbeat_timeout", *EXTRAS, *OBJECTS)
+                "airflow_task_heartbeat_timeout", *EXTRAS, *OBJECTS, *MONITORING_SETTINGS)
 TLS_FILES = ("airflow_tls_certificate", "airflow_tls_key", "airflow_tls_ca_certificate")
 ALLOW_LISTS = ("airflow_nginx_allow", "airflow_ssh_sources")
 # The shared mode's mount sources (roles/airflow_dags; their defaults are not loaded where preflight runs).
@@ -153,7 +176,8 @@ def setting_kinds(specs: dict[str, Any]) -> Kinds:
 
 def setting_names(kinds: Kinds) -> list[str]:
     """Every setting inventory_problems reads."""
-    names = (*CONNECTION, *CLUSTER_WIDE, *kinds.booleans, *PORTS, *COUNTS, *sorted(kinds.choices), *OTHER_SETTINGS)
+    names = (*CONNECTION, *CLUSTER_WIDE, *kinds.booleans, *PORTS, *COUNTS, *RANGES, *sorted(kinds.choices),
+             *OTHER_SETTINGS)
     return list(dict.fromkeys(names))
 
 
@@ -169,6 +193,12 @@ def host_settings(hosts: list[str], names: list[str], hostvars, defaults) -> dic
         own = hostvars[host]
         settings[host] = {n: own[n] if n in own else defaults[n] for n in names if n in own or n in defaults}
     return settings
+
+
+def monitoring_host(groups) -> str:
+    """The host that runs Prometheus and Alertmanager: airflow_monitoring's, else the master (as
+    roles/airflow/vars/main.yml's airflow_monitoring_host); '' without either."""
+    return next(iter(list(groups.get(rules.MONITORING) or []) or list(groups.get(rules.MASTER) or [])), "")
 
 
 def group_hosts(hosts, key) -> dict[Any, list[str]]:
@@ -269,6 +299,14 @@ def one_database_and_broker(c: Cluster) -> list[str]:
     return problems
 
 
+def one_monitoring_host(c: Cluster) -> list[str]:
+    hosts = c.group(rules.MONITORING)
+    if len(hosts) <= 1:
+        return []
+    return [f"group {rules.MONITORING} has {len(hosts)} hosts ({', '.join(hosts)}); Prometheus and Alertmanager run "
+            f"on one host: keep one host under {rules.MONITORING}, or remove the group to run them on the master"]
+
+
 def distinct_ssh_addresses(c: Cluster) -> list[str]:
     # The same address with different SSH ports can be different machines behind one forwarding host.
     def address(h):
@@ -289,11 +327,12 @@ def booleans(c: Cluster) -> list[str]:
 
 def ports_and_counts(c: Cluster) -> list[str]:
     problems = []
-    for n in (*PORTS, *COUNTS):
-        top, what = (65535, "a port number from 1 to 65535") if n in PORTS else (10**6, "a whole number of at least 1")
+    for n in (*PORTS, *COUNTS, *RANGES):
+        low, top, what = ((1, 65535, "a port number from 1 to 65535") if n in PORTS
+                          else RANGES.get(n, (1, 10**6, "a whole number of at least 1")))
         for e in c.values(n):
             whole = _is_integer(e.value) or (isinstance(e.value, str) and re.fullmatch("[0-9]+", e.value))
-            if not (whole and 1 <= int(e.value) <= top):
+            if not (whole and low <= int(e.value) <= top):
                 kind = "" if _is_integer(e.value) else f" (a {e.type})"
                 problems.append(f"{n} must be {what}, got {e.shown}{kind} for {e.for_hosts}")
     return problems
@@ -322,16 +361,105 @@ def supported_version(c: Cluster) -> list[str]:
 
 def url_prefixes(c: Cluster) -> list[str]:
     problems = [f"{e.about} must start with / and have no trailing slash, e.g. {example}"
-                for n, example in (("airflow_url_prefix", "/airflow"), ("airflow_flower_url_prefix", "/flower"))
+                for n, (_, example) in URL_PREFIXES.items()
                 for e in c.values(n)
                 if not (isinstance(e.value, str) and re.fullmatch("/[A-Za-z0-9._~-]+", e.value))]
-    same = [h for h in c.hosts if "airflow_url_prefix" in c.settings[h]
-            and c.settings[h]["airflow_url_prefix"] == c.settings[h].get("airflow_flower_url_prefix")]
-    if same:
-        problems.append(f"airflow_url_prefix and airflow_flower_url_prefix are both "
-                        f"{c.settings[same[0]]['airflow_url_prefix']} (for {', '.join(same)}): nginx serves "
-                        "Airflow and Flower under different prefixes: change one of them")
+    # nginx on the master serves each under its prefix: two the same on a host.
+    for a, b in ((a, b) for i, a in enumerate(URL_PREFIXES) for b in list(URL_PREFIXES)[i + 1:]):
+        same = [h for h in c.hosts if a in c.settings[h] and c.settings[h][a] == c.settings[h].get(b)]
+        if same:
+            problems.append(f"{a} and {b} are both {c.settings[same[0]][a]} (for {', '.join(same)}): nginx serves "
+                            f"{URL_PREFIXES[a][0]} and {URL_PREFIXES[b][0]} under different prefixes: change one of "
+                            "them")
     return problems
+
+
+def _duration_ms(v) -> int | None:
+    """A Prometheus duration of one unit in milliseconds; None for anything else."""
+    m = DURATION.fullmatch(v) if isinstance(v, str) else None
+    return int(m[1]) * DURATION_MS[m[2]] if m else None
+
+
+def prometheus_durations(c: Cluster) -> list[str]:
+    """airflow_prometheus_retention and airflow_prometheus_scrape_interval: Prometheus durations; a scrape at most
+    once a second, a retention above 0."""
+    problems = []
+    for n, example in DURATIONS.items():
+        for e in c.values(n):
+            ms = _duration_ms(e.value)
+            if ms is None:
+                kind = "" if isinstance(e.value, str) else f" (a {e.type})"
+                problems.append(f"{n} must be a Prometheus duration, a whole number and one unit (ms, s, m, h, d, w "
+                                f"or y) without a space, e.g. {example}; got {e.shown}{kind} for {e.for_hosts}")
+            elif n == "airflow_prometheus_scrape_interval" and ms < 1000:
+                problems.append(f"{e.about} is shorter than 1s: Prometheus would scrape every exporter more than once "
+                                f"a second: set it to 1s or more, e.g. {example}")
+            elif ms == 0:
+                problems.append(f"{e.about} is 0, which Prometheus reads as its own default (15d): set how long it "
+                                f"keeps samples, e.g. {example}")
+    return problems
+
+
+def alert_receiver(c: Cluster) -> list[str]:
+    """airflow_alert_receiver: {} (alerts only in the UIs), a webhook (url) or an email receiver (to, from, smarthost,
+    username and password together). It may hold a password: only its type, field names and smarthost are shown."""
+    problems = []
+    examples = ("{} for none, {type: webhook, url: https://hooks.example.com/airflow} or {type: email, to: "
+                "oncall@example.com, from: airflow@example.com, smarthost: mail.example.com:587}")
+    for e in c.values(RECEIVER):
+        r, on = e.value, f"(for {e.for_hosts})"
+        if not isinstance(r, Mapping):
+            problems.append(f"{RECEIVER} is a {e.type}, not a mapping {on}: give {examples}")
+            continue
+        if not r:
+            continue
+        kind = r.get("type")
+        if not (isinstance(kind, str) and kind in RECEIVER_FIELDS):
+            got = "no type" if kind in (None, "") else f"the type {_shown(kind)}"
+            problems.append(f"{RECEIVER} has {got} {on}: set type to webhook or email (or give {{}} for no receiver)")
+            continue
+        label = f"{RECEIVER} (type {kind})"
+        unknown = [k for k in r if k not in RECEIVER_FIELDS[kind]]
+        if unknown:
+            names = ", ".join(_shown(k) for k in unknown)
+            problems.append(f"{label} has the unknown field{'s' if len(unknown) > 1 else ''} {names} {on}: the fields "
+                            f"of a receiver of type {kind} are {', '.join(RECEIVER_FIELDS[kind])}")
+        if kind == "webhook":
+            if r.get("url") in (None, ""):
+                problems.append(f"{label} has no url {on}: set url to the address Alertmanager posts the alerts to, "
+                                "e.g. https://hooks.example.com/airflow")
+            elif not _is_url(r["url"]):
+                # A webhook's URL often holds a token: not shown.
+                problems.append(f"{label}: url is not an http:// or https:// URL {on}: write it like "
+                                "https://hooks.example.com/airflow")
+            continue
+        for field, example in (("to", "oncall@example.com"), ("from", "airflow@example.com")):
+            value = r.get(field)
+            if value in (None, ""):
+                problems.append(f"{label} has no {field} {on}: set {field}, e.g. {field}: {example}")
+            elif not (isinstance(value, str) and "@" in value):
+                problems.append(f"{label}: {field} is not an email address {on}: write it like {example}")
+        smarthost = r.get("smarthost")
+        if smarthost in (None, ""):
+            problems.append(f"{label} has no smarthost {on}: set the mail server as host:port, e.g. smarthost: "
+                            "mail.example.com:587")
+        elif not _is_host_port(smarthost):
+            problems.append(f"{label}: smarthost {_shown(smarthost)} is not host:port {on}: write the mail server "
+                            "with its port, e.g. mail.example.com:587")
+        login = [f for f in ("username", "password") if r.get(f) not in (None, "")]
+        if len(login) == 1:
+            missing = ({"username", "password"} - set(login)).pop()
+            problems.append(f"{label} has a {login[0]} but no {missing} {on}: username and password go together "
+                            "(the mail server's login): set both, or neither to send without logging in")
+    return problems
+
+
+def _is_host_port(v) -> bool:
+    """host:port, the host a name or an address ([2001:db8::1] for IPv6), the port 1 to 65535."""
+    if not isinstance(v, str):
+        return False
+    m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):([0-9]{1,5})", v)
+    return m is not None and 1 <= int(m[2]) <= 65535
 
 
 def choices(c: Cluster) -> list[str]:
@@ -617,11 +745,13 @@ def one_value_per_cluster(c: Cluster) -> list[str]:
 
 
 def port_clashes(c: Cluster) -> list[str]:
-    """Services that share a host listen on different ports."""
+    """Services that share a host listen on different ports (with the monitoring, the exporters, collectd's endpoint
+    on the Airflow nodes and, on the monitoring host, Prometheus and Alertmanager too)."""
     master = c.group("airflow_master")[0]
     workers, schedulers = c.group("airflow_workers"), c.group("airflow_schedulers")
     postgres = (c.group("airflow_postgres") or [master])[0]
     redis = (c.group("airflow_redis") or [master])[0]
+    monitoring = monitoring_host(c.groups)
     problems = []
     for h in c.hosts:
         s = c.settings[h]
@@ -634,6 +764,12 @@ def port_clashes(c: Cluster) -> list[str]:
         names += ["airflow_worker_log_server_port"] if h in workers else []
         names += ["airflow_db_port"] if h == postgres else []
         names += ["airflow_redis_port"] if h == redis else []
+        if s.get("airflow_monitoring") is True:
+            names += ["airflow_prometheus_port", "airflow_alertmanager_port"] if h == monitoring else []
+            names += ["airflow_node_exporter_port"]
+            names += ["airflow_metrics_port"] if h == master or h in schedulers or h in workers else []
+            names += ["airflow_postgres_exporter_port"] if h == postgres else []
+            names += ["airflow_redis_exporter_port"] if h == redis else []
         ports = {"nginx_listen_port": _int(s.get("nginx_listen_port", NGINX_PORT))} if h == master else {}
         for n in (n for n in names if n in s):
             port = _int(s[n])
@@ -646,9 +782,9 @@ def port_clashes(c: Cluster) -> list[str]:
 
 
 INVENTORY_CHECKS = (known_groups, one_master, some_worker, master_not_worker, one_database_and_broker,
-                    distinct_ssh_addresses, booleans, ports_and_counts, heartbeat_timeout, supported_version,
-                    url_prefixes, choices, package_index, tls_and_allow_lists, extra_requirements, extra_wheels,
-                    plugins_and_shared_volumes,
+                    one_monitoring_host, distinct_ssh_addresses, booleans, ports_and_counts, heartbeat_timeout,
+                    supported_version, url_prefixes, prometheus_durations, alert_receiver, choices, package_index,
+                    tls_and_allow_lists, extra_requirements, extra_wheels, plugins_and_shared_volumes,
                     connections, variables, pools, users, one_value_per_cluster, port_clashes)
 
 

@@ -16,6 +16,7 @@ from airflow.sdk import dag, get_current_context, task
     catchup=False,
     is_paused_upon_creation=False,
     max_active_runs=32,
+    max_active_tasks=32,  # tests/test_monitoring.py queues 20 at once
     default_args={"retries": 2, "retry_delay": timedelta(seconds=5)},
     tags=["airflow-cluster-test"],
 )
