@@ -90,3 +90,20 @@ def test_dag_sync_benchmark_measures_propagation_to_every_worker(lab):
     assert (figures["changes"], int(figures["workers"])) == ("3", len(workers_in(lab)))
     assert 0 < float(figures["min"]) <= float(figures["median"]) <= float(figures["max"]) <= 120
     BENCH_FIGURES.append(f"dag_sync.py --changes 3: {figures[0]}")
+
+
+MONITORING_ROW = re.compile(
+    r"^ +(?P<host>\S+) +(?P<unit>\S+) +CPU +(?P<cpu>[\d.]+) s \( *(?P<share>[\d.]+) % of one core\), "
+    r"memory mean +(?P<mean>[\d.]+) MiB, max +(?P<max>[\d.]+) MiB$", re.M)
+
+
+def test_monitoring_cost_benchmark_samples_prometheus_and_the_exporters(lab):
+    proc = bench("benchmarks/monitoring_cost.py", "-i", str(lab), "--seconds", "20", "--interval", "5", timeout=300)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    rows = {(m["host"], m["unit"]): m for m in MONITORING_ROW.finditer(proc.stdout)}
+    assert {("master", "prometheus"), ("master", "prometheus-node-exporter"), ("master", "collectd"),
+            ("worker1", "collectd")} <= set(rows), proc.stdout
+    prom = rows[("master", "prometheus")]
+    assert 0 < float(prom["mean"]) <= float(prom["max"]), proc.stdout
+    BENCH_FIGURES.append(f"monitoring_cost.py --seconds 20: Prometheus CPU {prom['share']} % of one core, "
+                         f"memory max {prom['max']} MiB")
