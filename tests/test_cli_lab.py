@@ -271,7 +271,7 @@ def test_rotate_secrets_replaces_them_and_the_cluster_keeps_working(lab):
     assert proc.returncode == 0, proc.stdout[-3000:]
     after = {p.name: p.read_text() for p in (lab / "credentials").iterdir() if p.is_file()}
     generated = sorted(n for n in before if not n.startswith("tls."))
-    assert len(generated) == 7 and all(after[n] != before[n] for n in generated)
+    assert len(generated) == 8 and all(after[n] != before[n] for n in generated)
     assert after["tls.key"] == before["tls.key"]
     archive = max((lab / "credentials" / "rotated").iterdir())
     assert {p.name: p.read_text() for p in archive.iterdir()} == {n: before[n] for n in generated}
@@ -284,6 +284,15 @@ def test_rotate_secrets_replaces_them_and_the_cluster_keeps_working(lab):
         urllib.request.urlopen(req, timeout=30, context=tls(lab))
     assert refused.value.code == 401
     assert Api(lab).call(f"/variables/{probe}")["value"] == "kept across rotation"
+    # The monitoring UIs take the new password only.
+    for password, code in ((before["monitoring_password"], 401), (after["monitoring_password"], 200)):
+        auth = base64.b64encode(f"admin:{password.strip()}".encode()).decode()
+        req = urllib.request.Request(f"https://{MASTER}/prometheus/-/ready", headers={"Authorization": f"Basic {auth}"})
+        try:
+            with urllib.request.urlopen(req, timeout=30, context=tls(lab)) as resp:
+                assert resp.status == code
+        except urllib.error.HTTPError as refused:
+            assert refused.code == code
     proc = cli("verify", "-i", str(lab))
     assert proc.returncode == 0, proc.stdout[-3000:]
 
