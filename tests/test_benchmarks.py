@@ -97,6 +97,7 @@ MONITORING_ROW = re.compile(
     r"memory mean +(?P<mean>[\d.]+) MiB, max +(?P<max>[\d.]+) MiB$", re.M)
 
 
+@pytest.mark.lab
 def test_monitoring_cost_benchmark_samples_prometheus_and_the_exporters(lab):
     proc = bench("benchmarks/monitoring_cost.py", "-i", str(lab), "--seconds", "20", "--interval", "5", timeout=300)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]

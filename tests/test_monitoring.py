@@ -95,6 +95,8 @@ def test_queue_depth_rises_with_20_queued_tasks_and_falls_after(lab, tmp_path):
     assert set(wait_finished(api_up(lab), runs).values()) == {"success"}
     wait_for("the Celery queue to drain", lambda: queue_depth(lab) == 0, 120, 5)
     print(f"queue depth: {depth:.0f} with the workers stopped, 0 after")
+    # Back to the shipped DAGs for the tests after this one.
+    assert cli("dags", "push", "-i", str(lab)).returncode == 0
 
 
 @pytest.mark.drill
