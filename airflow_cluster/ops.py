@@ -163,16 +163,19 @@ def cmd_status(args) -> int:
     if not result.ok and not data.get("hosts") and not args.json:
         return _finish(result, args)
     # the renderer the playbook's last task uses too
-    lines, healthy = inv.shared("filter/cluster_status.py").status_report(data)
+    report = inv.shared("filter/cluster_status.py")
+    lines, healthy = report.status_report(data)
+    state, _ = report.cluster_state(data, healthy and result.ok)
     if args.json:
-        print(json.dumps({"healthy": healthy and result.ok, "status": data, "run": result.as_dict()},
+        print(json.dumps({"healthy": state == "healthy", "state": state, "status": data, "run": result.as_dict()},
                          indent=2, sort_keys=True))
     else:
         print()
         print("\n".join(lines))
         for f in result.failures:
             print(f"  {f.line()}")
-    return 0 if healthy and result.ok else 1
+    # 0 healthy, 3 degraded (the rest works), 4 down (README "The CLI")
+    return report.EXIT_CODES[state]
 
 
 # ---------------------------------------------------------------- workers

@@ -196,6 +196,8 @@ def test_the_playbook_prints_the_table_the_cli_prints(tmp_path, monkeypatch):
         "airflow_redis_address": "10.0.0.10", "airflow_redis_port": 6379,
         "cluster_status_health": {"status": 200, "json": HEALTHY["health"]},
         "cluster_status_flower": {"status": 200, "json": {"celery@af-worker1": True}},
+        "cluster_status_host_roles": {"af-master": ["master", "database", "broker"], "af-worker1": ["worker"],
+                                      "af-worker2": ["worker"]},
     }
     playbook = tmp_path / "status.yml"
     playbook.write_text(yaml.safe_dump([
@@ -219,3 +221,42 @@ def test_the_playbook_prints_the_table_the_cli_prints(tmp_path, monkeypatch):
     log = Path(result.log).read_text().splitlines()
     start = log.index("    msg: |-") + 1
     assert [text.removeprefix(" " * 8) for text in log[start:start + len(lines)]] == lines
+
+
+DEGRADED_BASE = changed((("cluster_hosts",), {"af-master": ["master", "database", "broker"],
+                                              "af-worker1": ["worker"], "af-worker2": ["worker"]}))
+
+
+def test_an_unreachable_worker_is_a_row_and_the_cluster_is_degraded():
+    data = copy.deepcopy(DEGRADED_BASE)
+    del data["hosts"]["af-worker2"]
+    data["flower"] = {"celery@af-worker1": True}
+    lines, healthy = status.status_report(data)
+    assert not healthy
+    assert "af-worker2  UNREACHABLE (worker): not read" in lines
+    assert lines[-2:] == ["DEGRADED: unreachable: af-worker2 (worker); the rest works.",
+                          "Cluster NOT healthy (see above)."]
+    assert status.cluster_state(data, healthy)[0] == "degraded"
+    assert status.EXIT_CODES["degraded"] not in (0, 1, 2)
+
+
+@pytest.mark.parametrize("edits, reason", [
+    ([(("hosts",), {"af-worker1": HEALTHY["hosts"]["af-worker1"], "af-worker2": HEALTHY["hosts"]["af-worker2"]}),
+      (("health",), {}), (("health_error",), "Connection refused")],
+     "af-master (master, database, broker) unreachable; the api-server's health endpoint did not answer"),
+    ([(("flower",), {})], "no Celery worker is online"),
+    ([(("health", "scheduler"), {"status": "unhealthy"})], "the scheduler is not healthy"),
+])
+def test_without_the_master_a_scheduler_or_any_worker_the_cluster_is_down(edits, reason):
+    data = changed(*edits, base=DEGRADED_BASE)
+    lines, healthy = status.status_report(data)
+    state, summary = status.cluster_state(data, healthy)
+    assert (state, summary) == ("down", f"DOWN: {reason}.")
+    assert lines[-2] == summary
+    assert len({*status.EXIT_CODES.values()}) == 3
+
+
+def test_a_healthy_cluster_with_every_host_read_stays_healthy():
+    lines, healthy = status.status_report(DEGRADED_BASE)
+    assert healthy and status.cluster_state(DEGRADED_BASE, healthy) == ("healthy", "Cluster healthy.")
+    assert lines[-1] == "Cluster healthy."

@@ -177,10 +177,58 @@ def _heartbeats(data: dict) -> tuple[str, bool]:
     return "Heartbeats: " + ", ".join(parts), healthy
 
 
+# What each cluster role means to the cluster when its host is unreachable: without these, no task runs (down);
+# without the others, the rest works on (degraded).
+ESSENTIAL_ROLES = ("master", "database", "broker")
+# `airflow-cluster status` exit codes (README "The CLI").
+EXIT_CODES = {"healthy": 0, "degraded": 3, "down": 4}
+
+
+def _unreachable(data: dict) -> tuple[list[str], dict[str, list[str]]]:
+    """Rows for the cluster hosts status.yml could not read, and {host: its roles} of those hosts.
+
+    data["cluster_hosts"] ({host: [roles]}) names every host the run should have read; one without an entry in
+    data["hosts"] did not answer."""
+    expected = data.get("cluster_hosts") or {}
+    hosts = data.get("hosts") or {}
+    missing = {h: list(roles) for h, roles in expected.items() if h not in hosts}
+    rows = [f"{h}  UNREACHABLE ({', '.join(missing[h]) or 'cluster host'}): not read" for h in sorted(missing)]
+    return rows, missing
+
+
+def cluster_state(data: dict, healthy: bool) -> tuple[str, str]:
+    """("healthy" | "degraded" | "down", the summary line), from the report's own verdict and what is missing.
+
+    down: a host every task needs (the master, the database, the broker) is unreachable, the api-server did not
+    answer, the scheduler is not healthy, or no worker is online. degraded: anything else not healthy (a worker or
+    an extra scheduler unreachable, a unit failed, a timer failed...)."""
+    if healthy:
+        return "healthy", "Cluster healthy."
+    _, missing = _unreachable(data)
+    essential = [f"{h} ({', '.join(r for r in roles if r in ESSENTIAL_ROLES)}) unreachable"
+                 for h, roles in sorted(missing.items()) if set(roles) & set(ESSENTIAL_ROLES)]
+    health = data.get("health") or {}
+    expected = data.get("workers_expected") or []
+    online = [w for w in expected if (data.get("flower") or {}).get(f"celery@{w}")]
+    reasons = essential + (["the api-server's health endpoint did not answer"]
+                           if data.get("health_error") or not health else [])
+    if health and (health.get("scheduler") or {}).get("status") != "healthy":
+        reasons.append("the scheduler is not healthy")
+    if expected and not online and not data.get("flower_error"):
+        reasons.append("no Celery worker is online")
+    if reasons:
+        return "down", "DOWN: " + "; ".join(reasons) + "."
+    lost = sorted(f"{h} ({', '.join(r)})" for h, r in missing.items())
+    return "degraded", "DEGRADED: " + (f"unreachable: {', '.join(lost)}; " if lost else "") + "the rest works."
+
+
 def status_report(data: dict) -> tuple[list[str], bool]:
     """Lines of the status table and whether everything is healthy."""
     hosts = data.get("hosts") or {}
     lines, healthy = _unit_table(hosts)
+    rows, missing = _unreachable(data)
+    lines += rows
+    healthy &= not missing
     lines.append("")
     for part in (_workers, _heartbeats):
         line, ok = part(data)
@@ -207,7 +255,8 @@ def status_report(data: dict) -> tuple[list[str], bool]:
         more, ok = part(hosts)
         lines += more
         healthy &= ok
-    lines += ["", "Cluster healthy." if healthy else "Cluster NOT healthy (see above)."]
+    state, summary = cluster_state(data, healthy)
+    lines += ["", summary] if healthy else ["", summary, "Cluster NOT healthy (see above)."]
     return lines, healthy
 
 
