@@ -255,7 +255,7 @@ def status_report(data: dict) -> tuple[list[str], bool]:
         more, ok = part(hosts)
         lines += more
         healthy &= ok
-    state, summary = cluster_state(data, healthy)
+    _, summary = cluster_state(data, healthy)
     lines += ["", summary] if healthy else ["", summary, "Cluster NOT healthy (see above)."]
     return lines, healthy
 
