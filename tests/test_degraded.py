@@ -12,7 +12,6 @@ from tests.drills import wait_healthy
 from tests.test_cli_lab import cli
 
 pytestmark = pytest.mark.lab
-STATUS_FIGURES: list[tuple[str, float]] = []
 
 
 def timed_status(lab, *extra):
@@ -39,5 +38,5 @@ def test_status_with_a_worker_powered_off_names_it_and_says_degraded(lab):
     finally:
         subprocess.run([str(CLI), "lab", "start", lost], check=True)
     wait_healthy(lab)
+    # The goal is under 15 s degraded: a figure for the note, not a timed assertion.
     print(f"status: healthy {healthy_s:.1f} s, with {lost} powered off {degraded_s:.1f} s")
-    assert degraded_s < 15, degraded_s
