@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--force", action="store_true", help="cut the power instead of a clean shutdown")
     start = lab_sub.add_parser("start", help="boot a stopped machine (same address and disk)")
     start.add_argument("name")
+    reinstall = lab_sub.add_parser("reinstall", help="replace a machine by a fresh one (same name and address, new "
+                                   "disk and SSH host keys)")
+    reinstall.add_argument("name")
     lab_sub.add_parser("restart", help="reboot every machine")
     px = lab_sub.add_parser("proxy", help="allow or deny the machines the Python package index (denied by default)")
     px.add_argument("--index", required=True, choices=lab.INDEX_MODES, help="allow (for index installs) or deny")
@@ -55,6 +58,8 @@ def run_lab(args) -> int:
             lab.stop(args.name, force=args.force)
         elif args.lab_command == "start":
             lab.start(args.name)
+        elif args.lab_command == "reinstall":
+            lab.reinstall(args.name)
         elif args.lab_command == "restart":
             lab.restart()
         elif args.lab_command == "proxy":

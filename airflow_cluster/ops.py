@@ -109,6 +109,13 @@ def _dags_vars(args) -> list[str]:
     return extra
 
 
+def _down_vars(args) -> list[str]:
+    if not args.down:
+        return []
+    inv.refuse(inv.rules.down_workers_error(inv.read_groups(inv.inventory_file(Path(args.inventory))), args.down))
+    return [json.dumps({"airflow_workers_down": list(dict.fromkeys(args.down))})]
+
+
 def _restore_vars(args) -> list[str]:
     dump = Path(args.dump).expanduser()
     name = str(dump.resolve()) if dump.exists() else args.dump
@@ -146,7 +153,7 @@ def check_lines(result: Result) -> list[str]:
 
 
 def cmd_verify(args) -> int:
-    result = _play(args)
+    result = _play(args, _down_vars(args))
     if not args.json:
         print()
         for line in check_lines(result):
@@ -203,15 +210,18 @@ def cmd_add_worker(args) -> int:
 def cmd_remove_worker(args) -> int:
     path = inv.inventory_file(Path(args.inventory))
     inv.refuse(inv.rules.remove_worker_error(inv.read_groups(path), args.name))  # the playbook's own check
-    result = _play(args, [json.dumps({"airflow_remove_worker": args.name})])
+    result = _play(args, [json.dumps({"airflow_remove_worker": args.name,
+                                      "airflow_remove_worker_unreachable": args.unreachable})])
     removed = False
+    lost = (result.data or {}).get("lost_task_instances") or []
     if result.ok:
         removed = inv.remove_worker(path, args.name)
         if not args.json:
-            print(f"Drained and stopped {args.name}; removed it from {inv.WORKERS} in {path}.")
+            done = "Took out" if args.unreachable else "Drained and stopped"
+            print("\n".join([*lost, f"{done} {args.name}; removed it from {inv.WORKERS} in {path}."]))
     elif not args.json:
         print(f"{args.name} stays in {path}: the removal did not finish.")
-    return _finish(result, args, {"inventory": str(path), "removed": removed})
+    return _finish(result, args, {"inventory": str(path), "removed": removed, "lost_task_instances": lost})
 
 
 # ---------------------------------------------------------------- lock
@@ -255,13 +265,19 @@ class Command:
     run: Callable[[argparse.Namespace], int] | None = None  # instead of running the playbook, then the summary
 
 
+# deploy and verify go on without the workers named (airflow_workers_down): powered off, unreachable.
+DOWN = _arg("--down", action="append", default=[], metavar="WORKER",
+            help="a worker known to be down: go on with the other hosts (repeatable; airflow_workers_down)")
+
 COMMANDS = (
     Command("deploy", "site.yml", "Deploy", "provision or update the cluster (playbooks/site.yml)", (
         _arg("--limit", help="only these hosts (ansible host pattern)"),
         _arg("--tags", help="only tasks with these tags (comma separated)"),
-    )),
-    Command("verify", "verify.yml", "Verify", "prove the cluster works end to end (playbooks/verify.yml)",
-            run=cmd_verify),
+        DOWN,
+    ), extra_vars=_down_vars),
+    Command("verify", "verify.yml", "Verify", "prove the cluster works end to end (playbooks/verify.yml)", (
+        DOWN,
+    ), run=cmd_verify),
     Command("status", "status.yml", "Status",
             "units, workers online, heartbeats, DAG files per node (playbooks/status.yml)",
             run_args=False, run=cmd_status),
@@ -273,6 +289,8 @@ COMMANDS = (
     Command("remove-worker", "remove_worker.yml", "Removing worker {name}",
             "drain a worker, stop it and take it out of the cluster and inventory", (
                 _arg("name", help="inventory name of the worker"),
+                _arg("--unreachable", action="store_true",
+                     help="the worker is dead: skip the drain, name the task instances lost with it"),
             ), run=cmd_remove_worker),
     Command("dags push", "dags.yml", "DAG push",
             "import-check and publish DAG files to the cluster (playbooks/dags.yml)", (

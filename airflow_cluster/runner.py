@@ -356,8 +356,20 @@ class Collector:
             for host in data.get("processed") or {}:
                 self.stats.setdefault(host, dict.fromkeys(STAT_KEYS, 0))
             self.data = data.get("artifact_data") or {}
+            self._drop_ignored_unreachable()
         self.display.event(event)
         return True
+
+
+    def _drop_ignored_unreachable(self) -> None:
+        """A host the playbook let be unreachable (ignore_unreachable: status.yml, the first play of site.yml and
+        verify.yml, which name it themselves) is not a failure of the run: Ansible counts it ignored, not dark."""
+        ignored = {h for h, s in self.stats.items() if not s.get("dark")}
+        self.failures = [f for f in self.failures if not (f.unreachable and f.host in ignored)]
+        for check in self.checks.values():
+            for host, state in check["hosts"].items():
+                if state == "unreachable" and host in ignored:
+                    check["hosts"][host] = "ignored"
 
 
 def _ansible_bin(name: str) -> str:

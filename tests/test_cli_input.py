@@ -45,6 +45,8 @@ def test_bad_input_is_one_clear_line(cli, inventory, tmp_path, args, expect):
     ("args", "rule"),
     [
         (["remove-worker", "af-worker1"], lambda rules, groups: rules.remove_worker_error(groups, "af-worker1")),
+        (["deploy", "--down", "af-master"], lambda rules, groups: rules.down_workers_error(groups, ["af-master"])),
+        (["verify", "--down", "af-worker1"], lambda rules, groups: rules.down_workers_error(groups, ["af-worker1"])),
         (["add-worker", "af-master", "--host", "10.0.0.10"],
          lambda rules, groups: rules.master_worker_error({**groups, "airflow_workers": ["af-worker1", "af-master"]})),
     ],

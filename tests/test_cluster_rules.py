@@ -66,6 +66,25 @@ def test_the_worker_to_remove(workers, name, message):
         assert (message in error) if message else error == ""
 
 
+@pytest.mark.parametrize(
+    ("groups", "down", "message"),
+    [
+        ({}, [], ""),
+        ({}, ["af-worker2"], ""),
+        ({}, ["af-master"], "airflow_workers_down names af-master, which is not in airflow_workers; name only "
+                            "workers: af-worker1, af-worker2"),
+        ({}, ["af-worker1", "af-worker2"], "names every worker (af-worker1, af-worker2): a run needs a live worker"),
+        ({"airflow_redis": ["af-worker2"]}, ["af-worker2"],
+         "names af-worker2, which is also the broker host (airflow_redis): a run cannot go on without it"),
+        ({"airflow_schedulers": ["af-worker1"]}, ["af-worker1"], "which is also a scheduler host (airflow_schedulers)"),
+        ({}, "af-worker2", "airflow_workers_down must be a list of worker names, e.g. -e "),
+    ],
+)
+def test_the_workers_declared_down(groups, down, message):
+    error = rules.down_workers_error({**GROUPS, **groups}, down)
+    assert (message in error) if message else error == ""
+
+
 def test_the_filters_are_the_rules():
     filters = inv.shared("filter/cluster_rules.py").FilterModule().filters()
     assert filters["airflow_remove_worker_error"](GROUPS, "af-nope") == rules.remove_worker_error(GROUPS, "af-nope")

@@ -45,6 +45,7 @@ ANSIBLE_NAMES = frozenset(
         "ansible_managed",
         "ansible_play_batch",
         "ansible_play_hosts",
+        "ansible_play_hosts_all",
         "ansible_playbook_python",
         "ansible_port",
         "group_names",

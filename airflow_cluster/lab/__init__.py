@@ -18,11 +18,11 @@ Modules, each importing only those above it:
   network    bridge, namespaces, veth pairs      squid    the proxy the machines reach registries through
   machines   create, boot, wait for, stop and destroy a machine
   inventory  inventory/lab/hosts.yml: written by `lab up`, its groups read back
-  commands   up, down, status, stop, start, restart, proxy: what `airflow-cluster lab` runs
+  commands   up, down, status, stop, start, reinstall, restart, proxy: what `airflow-cluster lab` runs
 """
 
 from airflow_cluster.lab.base import LAB_DIR, LabError, wait_for
-from airflow_cluster.lab.commands import down, main_error, proxy, restart, start, status, stop, up
+from airflow_cluster.lab.commands import down, main_error, proxy, reinstall, restart, start, status, stop, up
 from airflow_cluster.lab.machines import machine_ssh
 from airflow_cluster.lab.squid import INDEX_MODES
 from airflow_cluster.lab.state import DEFAULT_SUBNET, DISTROS, find_machine
@@ -38,6 +38,7 @@ __all__ = [
     "machine_ssh",
     "main_error",
     "proxy",
+    "reinstall",
     "restart",
     "start",
     "status",

@@ -1,4 +1,5 @@
-"""The `airflow-cluster lab` commands: up, down, status, stop, start, restart, proxy, and their error line."""
+"""The `airflow-cluster lab` commands: up, down, status, stop, start, reinstall, restart, proxy, and their error
+line."""
 
 from __future__ import annotations
 
@@ -206,6 +207,28 @@ def start(name: str) -> None:
         start_machine(m)
         wait_booted(m)
         say(f"{name}: running at {m.address}")
+
+
+def reinstall(name: str) -> None:
+    """Replace a machine with a new one of the same name and address: a fresh disk and new SSH host keys, as a
+    reinstalled server (the control node's known_hosts for the lab gets the new key)."""
+    check_host()
+    with lab_lock():
+        state = load_state() or {}
+        m = find_machine(name)
+        net = parse_subnet(state["subnet"])
+        say(f"Reinstalling {name} ({m.address}, {state['distro']})")
+        destroy_machine(m)
+        create_machine(m, state["distro"], net)
+        machines = state_machines(state)
+        (m.root / "etc/hosts").write_text(hosts_file(machines))
+        ensure_bridge(net)
+        ensure_proxy(net, state.get("index", "deny"))
+        ensure_machine_network(m, net)
+        write_known_hosts(machines)
+        start_machine(m)
+        wait_booted(m)
+        say(f"{name}: reinstalled, running at {m.address}")
 
 
 def restart() -> None:

@@ -66,3 +66,29 @@ def remove_worker_error(groups, name: str) -> str:
     if len(workers) == 1:
         return f"{name} is the only host of {WORKERS}; add another worker first, then remove this one"
     return ""
+
+
+# What each group's host is to the cluster: a run never goes on while one of them is down.
+ESSENTIAL = ((MASTER, "the master"), (SCHEDULERS, "a scheduler host"), (POSTGRES, "the database host"),
+             (REDIS, "the broker host"), (MONITORING, "the monitoring host"))
+
+
+def down_workers_error(groups, down) -> str:
+    """`down` (airflow_workers_down, `--down`) names workers only, and leaves at least one: a run goes on without
+    workers, never without the master, a scheduler host, the database or the broker."""
+    example = "-e '{\"airflow_workers_down\": [\"worker2\"]}'"
+    if not isinstance(down, (list, tuple)) or not all(isinstance(n, str) for n in down):
+        return f"airflow_workers_down must be a list of worker names, e.g. {example}"
+    workers = _hosts(groups, WORKERS)
+    for name in down:
+        if name not in workers:
+            return (f"airflow_workers_down names {name}, which is not in {WORKERS}; name only workers: "
+                    f"{', '.join(workers) or 'none'}")
+        for group, what in ESSENTIAL:
+            if name in _hosts(groups, group):
+                return (f"airflow_workers_down names {name}, which is also {what} ({group}): a run cannot go on "
+                        f"without it; bring {name} back, then run again")
+    if workers and set(workers) <= set(down):
+        return (f"airflow_workers_down names every worker ({', '.join(workers)}): a run needs a live worker; bring "
+                "one back first")
+    return ""

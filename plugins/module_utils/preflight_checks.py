@@ -93,9 +93,11 @@ ALLOW_LISTS = ("airflow_nginx_allow", "airflow_ssh_sources")
 SHARED_VOLUMES = ("airflow_dags_shared_type", "airflow_dags_shared_source", "airflow_dags_plugins_shared_source")
 # Read from the inventory only (no role default): where Ansible reaches a host.
 CONNECTION = ("ansible_host", "ansible_port")
+# The workers declared down for a run, and what gives a host's address without its facts.
+DOWN = ("airflow_workers_down", "airflow_address")
 OTHER_SETTINGS = ("airflow_supported_versions", "nginx_listen_port", "airflow_pip_index_url", "airflow_pip_proxy",
                   "airflow_pip_ca_bundle", *TLS_FILES, *ALLOW_LISTS, *EXTRAS, *OBJECTS, "airflow_admin_user",
-                  "airflow_plugins_source", *SHARED_VOLUMES)
+                  "airflow_plugins_source", *SHARED_VOLUMES, *DOWN)
 # nginx's own default port (the nginx role's defaults are not loaded where preflight runs).
 NGINX_PORT = 80
 # The settings host_problems reads, from the host that runs the checks, in the order of its parameters.
@@ -287,6 +289,29 @@ def master_not_worker(c: Cluster) -> list[str]:
     # the schedulers.
     error = rules.master_worker_error(c.groups)
     return [error] if error else []
+
+
+def workers_down(c: Cluster) -> list[str]:
+    # A down worker keeps its place in the others' configuration (pg_hba, firewall, DAG push targets), by an
+    # address that needs no facts of it: airflow_address, or ansible_host when it is an IP address.
+    def address_known(h):
+        own = c.settings.get(h, {})
+        if own.get("airflow_address"):
+            return True
+        try:
+            ipaddress.ip_address(str(own.get("ansible_host", h)))
+        except ValueError:
+            return False
+        return True
+
+    for e in c.values("airflow_workers_down"):
+        error = rules.down_workers_error(c.groups, e.value)
+        if error:
+            return [error]
+        return [f"airflow_workers_down names {h}, whose cluster address is unknown without its facts: set "
+                f"airflow_address for {h} (host_vars/{h}.yml), or its ansible_host to its IP address"
+                for h in e.value if not address_known(h)]
+    return []
 
 
 def one_database_and_broker(c: Cluster) -> list[str]:
@@ -782,9 +807,9 @@ def port_clashes(c: Cluster) -> list[str]:
 
 
 INVENTORY_CHECKS = (known_groups, one_master, some_worker, master_not_worker, one_database_and_broker,
-                    one_monitoring_host, distinct_ssh_addresses, booleans, ports_and_counts, heartbeat_timeout,
-                    supported_version, url_prefixes, prometheus_durations, alert_receiver, choices, package_index,
-                    tls_and_allow_lists, extra_requirements, extra_wheels, plugins_and_shared_volumes,
+                    one_monitoring_host, workers_down, distinct_ssh_addresses, booleans, ports_and_counts,
+                    heartbeat_timeout, supported_version, url_prefixes, prometheus_durations, alert_receiver, choices,
+                    package_index, tls_and_allow_lists, extra_requirements, extra_wheels, plugins_and_shared_volumes,
                     connections, variables, pools, users, one_value_per_cluster, port_clashes)
 
 
