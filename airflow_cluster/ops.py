@@ -144,8 +144,10 @@ def check_lines(result: Result) -> list[str]:
             verdict = "skip"
         else:
             verdict = "ok"
-        hosts = ", ".join(sorted(h for h, s in states.items() if s != "skipped"))
+        hosts = ", ".join(sorted(h for h, s in states.items() if s not in ("skipped", "ignored")))
         lines.append(f"{verdict:<4}  {check['task']}" + (f"  [{hosts}]" if hosts and verdict != "skip" else ""))
+        if check.get("note"):
+            lines.append(f"        {check['note']}")
         for host, state in sorted(states.items()):
             if state in ("failed", "unreachable"):
                 lines.append(f"        {host}: {failures.get((host, check['task']), state)}")

@@ -32,6 +32,7 @@ PLAYBOOKS = PROJECT_DIR / "playbooks"
 KEEP_RUNS = int(os.environ.get("AIRFLOW_CLUSTER_KEEP_RUNS", "20"))
 STAT_KEYS = ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored")
 LINE_EVERY = 30  # seconds between progress lines when the output is not a terminal
+ASSERTS = ("ansible.builtin.assert", "assert")
 RESULT_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable")
 
 
@@ -342,7 +343,12 @@ class Collector:
             }[kind]
             if kind == "runner_on_failed" and data.get("ignore_errors"):
                 state = "ignored"
-            self.checks[data["task_uuid"]]["hosts"][data.get("host", "?")] = state
+            check = self.checks[data["task_uuid"]]
+            check["hosts"][data.get("host", "?")] = state
+            # an assert's own success message (verify's "cluster_smoke ran on ..."): shown under its check
+            note = (data.get("res") or {}).get("msg")
+            if kind == "runner_on_ok" and check["action"] in ASSERTS and note and note != "All assertions passed":
+                check["note"] = " ".join(str(note).split())
         if kind == "runner_on_failed" and not data.get("ignore_errors"):
             self.failures.append(Failure(data.get("host", "?"), task, failure_message(data.get("res") or {})))
         elif kind == "runner_on_unreachable":

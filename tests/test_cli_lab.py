@@ -75,11 +75,11 @@ class Api:
         with urllib.request.urlopen(req, timeout=30, context=tls(inventory)) as resp:
             self.token = json.load(resp)["access_token"]
 
-    def call(self, path, body=None):
+    def call(self, path, body=None, method=None):
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(
             f"{API}/api/v2{path}", data,
-            {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+            {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}, method=method,
         )
         with urllib.request.urlopen(req, timeout=30, context=tls()) as resp:
             return json.load(resp)

@@ -94,7 +94,7 @@ def test_drill_restart_redis_and_postgres_under_load(lab):
 
 @pytest.mark.drill
 def test_drill_power_off_a_worker_mid_task(lab, dags):
-    """The worker running a task loses power: a deploy names it unreachable and changes nothing elsewhere; the
+    """The worker running a task loses power: a deploy names it as not answering and changes nothing; the
     scheduler fails the lost try after airflow_task_heartbeat_timeout and the retry succeeds on the other worker."""
     api = api_up(lab)
     [run] = trigger(api, 1, 30)
@@ -105,7 +105,9 @@ def test_drill_power_off_a_worker_mid_task(lab, dags):
         proc = cli("deploy", "-i", str(lab), "--json", "-e", source_var(dags))
         assert proc.returncode != 0 and "Traceback" not in proc.stdout + proc.stderr
         doc = json.loads(proc.stdout)
-        assert not doc["ok"] and [f["host"] for f in doc["failures"] if f["unreachable"]] == [lost]
+        # one failure, the first play's: the lost worker named, nothing changed, how to go on (tests/test_degraded.py)
+        assert not doc["ok"] and [f["message"].split(" did not answer")[0] for f in doc["failures"]] == [
+            f"{lost} (worker)"]
         assert all(s["changed"] == 0 for s in doc["hosts"].values())
         assert wait_finished(api_up(lab), [run]) == {run: "success"}, tries(api_up(lab), [run])
         ti = task(api_up(lab), run)

@@ -10,6 +10,7 @@ the real playbooks.
 
 import importlib.util
 import itertools
+import json
 import shlex
 from collections import ChainMap
 from pathlib import Path
@@ -66,7 +67,9 @@ def find_problems(inventory_dir: Path, cmdline: str | None = None):
     inventory = InventoryManager(loader=loader, sources=[str(inventory_dir)])
     hostvars = HostVars(inventory, VariableManager(loader=loader, inventory=inventory), loader)
     words = shlex.split(cmdline or "")
-    extra_vars = {k: v for flag, arg in itertools.pairwise(words) if flag == "-e" for k, v in parse_kv(arg).items()}
+    # -e as ansible-playbook reads it: JSON, else key=value
+    extra_vars = {k: v for flag, arg in itertools.pairwise(words) if flag == "-e"
+                  for k, v in (json.loads(arg) if arg.startswith("{") else parse_kv(arg)).items()}
     groups = inventory.get_groups_dict()
     hosts = checks.cluster_hosts(groups)
     raw = loader.load_from_file(str(AIRFLOW_DEFAULTS), trusted_as_template=True)
@@ -91,7 +94,7 @@ def find_problems(inventory_dir: Path, cmdline: str | None = None):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c["case"])
 def test_the_checks_give_the_case_message(case, tmp_path):
     if case.get("unreachable"):
-        pytest.skip("an unreachable host is Ansible's to report, not the checks'")
+        pytest.skip("a host that does not answer is the first play's to report (reachable.yml), not the checks'")
     if case.get("untemplatable"):
         pytest.skip("a setting Ansible cannot template is the action plugin's to report, not the checks'")
     lab = None

@@ -83,6 +83,13 @@ def test_unreachable_host_is_one_plain_line():
     assert "Traceback" not in summary.getvalue()
 
 
+def test_an_unreachable_host_the_playbook_ignores_is_no_failure():
+    result, _ = run("ignore_unreachable.yml", "unreachable.yml")
+    assert result.ok, result.failures
+    assert result.failures == [] and result.hosts["gone"]["dark"] == 0 and result.hosts["gone"]["ignored"] == 1
+    assert [c["hosts"] for c in result.checks] == [{"gone": "ignored"}, {"gone": "ok"}]
+
+
 def test_progress_without_a_terminal_is_a_line_per_play():
     _, out = run("mixed.yml", "inventory.yml", extra_vars=[f"runner_test_secret={SECRET}"])
     assert "play 1: Mixed results" in out
