@@ -366,7 +366,6 @@ class Collector:
         self.display.event(event)
         return True
 
-
     def _drop_ignored_unreachable(self) -> None:
         """A host the playbook let be unreachable (ignore_unreachable: status.yml, the first play of site.yml and
         verify.yml, which name it themselves) is not a failure of the run: Ansible counts it ignored, not dark."""

@@ -197,16 +197,26 @@ def start(name: str) -> None:
     with lab_lock():
         state = load_state() or {}
         m = find_machine(name)
-        net = parse_subnet(state["subnet"])
-        ensure_bridge(net)
-        ensure_proxy(net, state.get("index", "deny"))
-        ensure_machine_network(m, net)
         if nspawn_pids(m):
+            _network(m, state)
             say(f"{name} is already running")
             return
-        start_machine(m)
-        wait_booted(m)
+        _boot(m, state)
         say(f"{name}: running at {m.address}")
+
+
+def _network(m: Machine, state: dict) -> None:
+    """The bridge, the proxy and the machine's namespace, as `lab up` leaves them."""
+    net = parse_subnet(state["subnet"])
+    ensure_bridge(net)
+    ensure_proxy(net, state.get("index", "deny"))
+    ensure_machine_network(m, net)
+
+
+def _boot(m: Machine, state: dict) -> None:
+    _network(m, state)
+    start_machine(m)
+    wait_booted(m)
 
 
 def reinstall(name: str) -> None:
@@ -222,12 +232,8 @@ def reinstall(name: str) -> None:
         create_machine(m, state["distro"], net)
         machines = state_machines(state)
         (m.root / "etc/hosts").write_text(hosts_file(machines))
-        ensure_bridge(net)
-        ensure_proxy(net, state.get("index", "deny"))
-        ensure_machine_network(m, net)
         write_known_hosts(machines)
-        start_machine(m)
-        wait_booted(m)
+        _boot(m, state)
         say(f"{name}: reinstalled, running at {m.address}")
 
 
