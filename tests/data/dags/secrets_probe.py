@@ -1,0 +1,112 @@
+"""secrets_probe: a hostile DAG (a test fixture, issue 19). One task on every worker looks for the cluster's secrets
+wherever task code can read: every readable file under the usual places, its own environment and every
+/proc/*/environ and cmdline it can read. It never sees a secret in clear: the run's conf carries SHA-256 digests of
+the secrets (name -> digest), and the task reports where a token with one of those digests was found. It also tries
+TCP connections to the metadata database's and the broker's ports (conf "connect": [[name, host, port], ...]).
+
+The returned report (XCom) is {worker: {"found": {secret: [where, ...]}, "connect": {name: "open" | error}}}.
+"""
+
+import hashlib
+import json
+import os
+import re
+import socket
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import dag, task
+
+CLUSTER_FILE = Path("/etc/airflow/cluster.json")
+# Where task code might find secrets: configuration, the airflow user's home, systemd's runtime files, temp files.
+ROOTS = ("/etc", "/home", "/root", "/opt", "/srv", "/var/lib/airflow", "/var/lib/airflow-cluster", "/run", "/tmp",
+         "/usr/local/bin", "/usr/local/etc")
+SKIP = ("/var/lib/airflow/logs", "/var/lib/airflow/.cache", "/opt/airflow/venv", "/run/systemd/journal")
+TOKEN = re.compile(rb"[A-Za-z0-9_\-=+/.%:@]{12,}")
+MAX_FILE = 2 * 1024 * 1024
+
+
+def workers() -> list[str]:
+    try:
+        return json.loads(CLUSTER_FILE.read_text())["workers"]
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+def tokens(data: bytes):
+    """Each candidate token, and the parts of URLs and key=value pairs (a password inside a URL)."""
+    for match in TOKEN.finditer(data):
+        token = match.group()
+        yield token
+        for part in re.split(rb"[:@/=%]", token):
+            if len(part) >= 12:
+                yield part
+
+
+def scan(data: bytes, where: str, wanted: dict[str, str], found: dict[str, list[str]]) -> None:
+    for token in tokens(data):
+        name = wanted.get(hashlib.sha256(token).hexdigest())
+        if name and where not in found.setdefault(name, []):
+            found[name].append(where)
+
+
+def readable_files():
+    for root in ROOTS:
+        for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: None):
+            dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in SKIP]
+            for name in filenames:
+                path = os.path.join(dirpath, name)
+                try:
+                    if os.path.isfile(path) and not os.path.islink(path) and os.path.getsize(path) <= MAX_FILE:
+                        yield path, Path(path).read_bytes()
+                except OSError:
+                    continue
+
+
+def proc_files():
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            for what in ("environ", "cmdline"):
+                try:
+                    yield f"/proc/{pid}/{what}", Path(f"/proc/{pid}/{what}").read_bytes().replace(b"\0", b"\n")
+                except OSError:
+                    continue
+
+
+def connect(host: str, port: int) -> str:
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return "open"
+    except OSError as exc:
+        return type(exc).__name__
+
+
+@dag(
+    dag_id="secrets_probe",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    is_paused_upon_creation=False,
+    tags=["airflow-cluster", "test"],
+    doc_md=__doc__,
+)
+def secrets_probe():
+    for worker in workers():
+
+        @task(task_id=f"probe_{worker.replace('-', '_').replace('.', '_')}", queue=worker)
+        def probe(expected: str = worker, **context) -> dict:
+            conf = context["dag_run"].conf or {}
+            wanted = {digest: name for name, digest in (conf.get("digests") or {}).items()}
+            found: dict[str, list[str]] = {}
+            scan("\n".join(f"{k}={v}" for k, v in os.environ.items()).encode(), "own environment", wanted, found)
+            for where, data in (*readable_files(), *proc_files()):
+                scan(data, where, wanted, found)
+            reached = {name: connect(host, int(port)) for name, host, port in conf.get("connect") or []}
+            report = {"worker": expected, "host": socket.gethostname(), "found": found, "connect": reached}
+            print(f"secrets_probe: {json.dumps(report, sort_keys=True)}")
+            return report
+
+        probe()
+
+
+secrets_probe()

@@ -1,0 +1,63 @@
+"""Least privilege for task code (issue 19), on the main lab: a hostile DAG (tests/data/dags/secrets_probe.py) runs on
+every worker and looks for the cluster's secrets in every file, environment and /proc entry task code can read,
+and tries to reach PostgreSQL. It gets the SHA-256 digests of the secrets, never the secrets."""
+
+import hashlib
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.drills import answered, api_up, run_path, wait_finished
+from tests.test_cli_lab import cli
+
+pytestmark = pytest.mark.lab
+WORKERS = ("worker1", "worker2")
+MASTER_ADDRESS = "10.231.0.10"
+# Secrets task code must not find on a worker (credentials/ file names). The workers' own broker and results
+# credentials and [api] secret_key (their log servers check the api-server's log-fetch tokens with it) are needed
+# there: reported, not refused.
+FORBIDDEN = ("postgres_password", "jwt_secret", "flower_password", "redis_password", "fernet_key",
+             "airflow_admin_password", "monitoring_password")
+NEEDED = ("api_secret_key",)
+
+
+def digests(lab) -> dict[str, str]:
+    """name -> SHA-256 of each secret (and of the fernet key without its '=' padding, as a URL part shows it)."""
+    out = {}
+    for name in (*FORBIDDEN, *NEEDED):
+        value = (lab / "credentials" / name).read_text().strip()
+        out[name] = hashlib.sha256(value.encode()).hexdigest()
+        if value.rstrip("=") != value:
+            out[f"{name} (unpadded)"] = hashlib.sha256(value.rstrip("=").encode()).hexdigest()
+    return out
+
+
+def probe(lab, tmp_path) -> dict[str, dict]:
+    dags = tmp_path / "dags"
+    shutil.copytree(ROOT / "files" / "dags", dags)
+    shutil.copy(ROOT / "tests" / "data" / "dags" / "secrets_probe.py", dags)
+    assert cli("dags", "push", "-i", str(lab), "--source", str(dags)).returncode == 0
+    api = api_up(lab)
+    api.wait("secrets_probe to be parsed",
+             lambda: answered(lambda: api.call("/dags?dag_id_pattern=secrets_probe")["total_entries"]), timeout=120)
+    conf = {"digests": digests(lab), "connect": [["postgres", MASTER_ADDRESS, 5432]]}
+    run = api.call("/dags/secrets_probe/dagRuns", {"logical_date": None, "conf": conf})["dag_run_id"]
+    try:
+        assert wait_finished(api, [run], timeout=600, dag_id="secrets_probe") == {run: "success"}
+        values = {w: api.call(f"{run_path(run, 'secrets_probe')}/taskInstances/probe_{w}/xcomEntries/return_value")
+                  ["value"] for w in WORKERS}
+        return {w: v if isinstance(v, dict) else json.loads(v) for w, v in values.items()}
+    finally:
+        assert cli("dags", "push", "-i", str(lab)).returncode == 0  # back to the shipped DAGs
+
+
+def test_task_code_on_a_worker_finds_no_secret_it_does_not_need(lab, tmp_path):
+    reports = probe(lab, tmp_path)
+    for worker, report in reports.items():
+        print(f"{worker}: found {report['found']}; connect {report['connect']}")
+    for worker, report in reports.items():
+        found = {name.split(" ")[0]: where for name, where in report["found"].items()}
+        assert not {n: found[n] for n in FORBIDDEN if n in found}, (worker, report)
+        assert report["connect"]["postgres"] != "open", (worker, report)
