@@ -15,12 +15,13 @@ from tests.test_cli_lab import cli
 pytestmark = pytest.mark.lab
 WORKERS = ("worker1", "worker2")
 MASTER_ADDRESS = "10.231.0.10"
-# Secrets task code must not find on a worker (credentials/ file names). The workers' own broker and results
-# credentials and [api] secret_key (their log servers check the api-server's log-fetch tokens with it) are needed
+# Secrets task code must not find on a worker (credentials/ file names; redis_password is the Redis admin's, the
+# default user is off). The workers' own Redis user (broker and results) and [api] secret_key (their log servers check the api-server's log-fetch tokens with it) are needed
 # there: reported, not refused.
-FORBIDDEN = ("postgres_password", "jwt_secret", "flower_password", "redis_password", "fernet_key",
-             "airflow_admin_password", "monitoring_password")
-NEEDED = ("api_secret_key",)
+FORBIDDEN = ("postgres_password", "jwt_secret", "flower_password", "redis_password", "redis_scheduler_password",
+             "redis_flower_password", "redis_monitor_password", "fernet_key", "airflow_admin_password",
+             "monitoring_password")
+NEEDED = ("api_secret_key", "redis_worker_password")
 
 
 def digests(lab) -> dict[str, str]:
