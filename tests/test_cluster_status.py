@@ -70,8 +70,8 @@ def test_a_healthy_cluster():
         "Celery workers (2/2 online, from Flower): af-worker1 online, af-worker2 online",
         "Heartbeats: metadatabase healthy, scheduler healthy, dag-processor healthy, triggerer healthy",
         "DAG files: af-master 3, af-worker1 3, af-worker2 3 (in sync)",
-        "PostgreSQL 10.0.0.10:5432: reachable from all 3 Airflow nodes",
-        "Redis 10.0.0.10:6379: reachable from all 3 Airflow nodes",
+        "PostgreSQL 10.0.0.10:5432: reachable from all 3 Airflow nodes that use it",
+        "Redis 10.0.0.10:6379: reachable from all 3 Airflow nodes that use it",
         "",
         "Cluster healthy.",
     ]
