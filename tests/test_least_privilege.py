@@ -16,8 +16,8 @@ pytestmark = pytest.mark.lab
 WORKERS = ("worker1", "worker2")
 MASTER_ADDRESS = "10.231.0.10"
 # Secrets task code must not find on a worker (credentials/ file names; redis_password is the Redis admin's, the
-# default user is off). The workers' own Redis user (broker and results) and [api] secret_key (their log servers check the api-server's log-fetch tokens with it) are needed
-# there: reported, not refused.
+# default user is off). The workers' own Redis user (broker and results) and [api] secret_key (their log servers check
+# the api-server's log-fetch tokens with it) are needed there: reported, not refused.
 FORBIDDEN = ("postgres_password", "jwt_secret", "flower_password", "redis_password", "redis_scheduler_password",
              "redis_flower_password", "redis_monitor_password", "fernet_key", "airflow_admin_password",
              "monitoring_password")

@@ -29,8 +29,7 @@ WORKERS = ("worker1", "worker2")
 NODES = ("master", *WORKERS)
 VAULT_VIEWER_PASSWORD = "Vaulted-Viewer-Secret-7291"  # the test's own vault value
 VAULT_GREETING = "hello team, from the vault"
-# The metadata database's password, as an inventory reads it from credentials/.
-DB_PASSWORD = "{{ lookup('ansible.builtin.file', inventory_dir ~ '/credentials/postgres_password') }}"
+VAULT_TEAM_DB_PASSWORD = "Vaulted-Team-Db-Secret-5531"  # the test's own vault value
 
 
 def build_wheel(folder: Path) -> Path:
@@ -60,10 +59,12 @@ def team_vars(wheels: Path, extras: list[str]) -> str:
         "airflow_extra_requirements": extras,
         "airflow_extra_wheels": str(wheels),
         "airflow_plugins_source": str(TEAM / "plugins"),
+        # The team's own database on the cluster's PostgreSQL: the workers may reach it, never the metadata database.
+        "airflow_task_databases": [{"name": "team_data", "user": "team", "password": "{{ vault_team_db_password }}"}],
         "airflow_connections": [{
             "conn_id": "team_metadata", "conn_type": "postgres", "host": "10.231.0.10", "port": 5432,
-            "schema": "airflow", "login": "airflow", "password": DB_PASSWORD,
-            "description": "the metadata database, for tests/test_team_dags.py",
+            "schema": "team_data", "login": "team", "password": "{{ vault_team_db_password }}",
+            "description": "the team's database, for tests/test_team_dags.py",
         }],
         "airflow_variables": {"team_greeting": "{{ vault_team_greeting }}"},
         "airflow_pools": [{"name": "team_pool", "slots": 1, "description": "one task at a time"}],
@@ -88,7 +89,8 @@ def team(lab, tmp_path_factory):
     vault_pass = tmp / "vault-pass"
     vault_pass.write_text("lab-vault-password\n")
     vault_file = group_vars / "vault.yml"
-    vault_file.write_text(f"vault_viewer_password: {VAULT_VIEWER_PASSWORD}\nvault_team_greeting: {VAULT_GREETING}\n")
+    vault_file.write_text(f"vault_viewer_password: {VAULT_VIEWER_PASSWORD}\nvault_team_greeting: {VAULT_GREETING}\n"
+                          f"vault_team_db_password: {VAULT_TEAM_DB_PASSWORD}\n")
     subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-vault"), "encrypt", "--vault-password-file",
                     str(vault_pass), str(vault_file)], check=True, capture_output=True)
     os.environ["ANSIBLE_VAULT_PASSWORD_FILE"] = str(vault_pass)

@@ -249,7 +249,8 @@ def status_report(data: dict) -> tuple[list[str], bool]:
         bad = sorted(h for h, ok in reach.items() if not ok)
         healthy &= not bad
         # PostgreSQL is read from the nodes that use it only (the workers must not reach it)
-        where = f"NOT reachable from {', '.join(bad)}" if bad else f"reachable from all {len(reach)} Airflow nodes that use it"
+        where = (f"NOT reachable from {', '.join(bad)}" if bad
+                 else f"reachable from all {len(reach)} Airflow nodes that use it")
         lines.append(f"{name} {data.get(f'{svc}_endpoint', '')}: {where}")
 
     for part in (_queues, _task_instances, _timer_table):

@@ -80,8 +80,11 @@ MONITORING_SETTINGS = ("airflow_monitoring", "airflow_prometheus_url_prefix", "a
 # The team's extra packages (one lock per environment) and the Airflow objects (kept from the master's settings).
 EXTRAS = ("airflow_extra_requirements", "airflow_extra_wheels")
 OBJECTS = ("airflow_connections", "airflow_variables", "airflow_pools", "airflow_users")
+# Databases for task code on the metadata database's PostgreSQL: their fields, and what a name and a user may be.
+TASK_DATABASE_FIELDS = ("name", "user", "password")
+PG_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 # Settings whose values may be secrets (passwords, variable values): messages name them, never show their values.
-SECRET_VALUES = ("airflow_connections", "airflow_variables", "airflow_users", RECEIVER)
+SECRET_VALUES = ("airflow_connections", "airflow_variables", "airflow_users", RECEIVER, "airflow_task_databases")
 # One value for the whole cluster: airflow.cfg is the same file on every node and the hosts reach each other's
 # services on these ports and prefixes; the extra packages are one lock, the objects one database.
 CLUSTER_WIDE = ("airflow_version", "airflow_url_prefix", "airflow_flower_url_prefix", "airflow_dag_sync",
@@ -97,7 +100,8 @@ CONNECTION = ("ansible_host", "ansible_port")
 DOWN = ("airflow_workers_down", "airflow_address")
 OTHER_SETTINGS = ("airflow_supported_versions", "nginx_listen_port", "airflow_pip_index_url", "airflow_pip_proxy",
                   "airflow_pip_ca_bundle", *TLS_FILES, *ALLOW_LISTS, *EXTRAS, *OBJECTS, "airflow_admin_user",
-                  "airflow_plugins_source", *SHARED_VOLUMES, *DOWN)
+                  "airflow_plugins_source", *SHARED_VOLUMES, *DOWN, "airflow_task_databases", "airflow_db_name",
+                  "airflow_db_user")
 # nginx's own default port (the nginx role's defaults are not loaded where preflight runs).
 NGINX_PORT = 80
 # The settings host_problems reads, from the host that runs the checks, in the order of its parameters.
@@ -728,6 +732,32 @@ def pools(c: Cluster) -> list[str]:
     return problems
 
 
+def task_databases(c: Cluster) -> list[str]:
+    """airflow_task_databases: name, user and password each, names PostgreSQL takes unquoted, never the metadata
+    database or its role (the workers may reach these)."""
+    problems = []
+    for e in c.values("airflow_task_databases"):
+        found, items = _listed(e, "task database", "name", TASK_DATABASE_FIELDS)
+        problems += found
+        for label, item in items:
+            problems += _unknown_fields(label, item, TASK_DATABASE_FIELDS, "task database", e.for_hosts)
+            for field in ("name", "user"):
+                value = item.get(field)
+                if isinstance(value, str) and not PG_NAME.fullmatch(value):
+                    problems.append(f"{label}: {field} {value!r} (for {e.for_hosts}): use lower-case letters, digits "
+                                    "and '_', starting with a letter or '_' (e.g. team_data)")
+            metadata = {c.settings[h].get("airflow_db_name", "airflow") for h in e.hosts} | {
+                c.settings[h].get("airflow_db_user", "airflow") for h in e.hosts}
+            if item.get("name") in metadata or item.get("user") in metadata:
+                problems.append(f"{label} (for {e.for_hosts}) names the metadata database or its role: the workers "
+                                "may reach a task database; give it its own name and user")
+            if not isinstance(item.get("password"), str) or not item.get("password"):
+                problems.append(f"{label}: password (for {e.for_hosts}) must be a non-empty string (from "
+                                "ansible-vault)")
+        problems += _duplicates(e, "name", "task database")
+    return problems
+
+
 def users(c: Cluster) -> list[str]:
     """airflow_users: username, role and email, the known fields, a FAB role, not the admin user."""
     problems = []
@@ -810,7 +840,7 @@ INVENTORY_CHECKS = (known_groups, one_master, some_worker, master_not_worker, on
                     one_monitoring_host, workers_down, distinct_ssh_addresses, booleans, ports_and_counts,
                     heartbeat_timeout, supported_version, url_prefixes, prometheus_durations, alert_receiver, choices,
                     package_index, tls_and_allow_lists, extra_requirements, extra_wheels, plugins_and_shared_volumes,
-                    connections, variables, pools, users, one_value_per_cluster, port_clashes)
+                    connections, variables, pools, users, task_databases, one_value_per_cluster, port_clashes)
 
 
 def inventory_problems(groups, settings, kinds: Kinds, is_file=os.path.isfile, is_dir=os.path.isdir) -> list[str]:

@@ -1,6 +1,7 @@
 """team_dag: what a real team's DAG needs, on every worker (tests/test_team_dags.py).
 
-- the Postgres provider's SQL operator on the connection `team_metadata` (from the inventory);
+- the Postgres provider's SQL operator on the connection `team_metadata` (from the inventory), to the team's own
+  database (airflow_task_databases: the workers cannot reach the metadata database);
 - the team's own operator (the `team_operators` wheel) with the variable `team_greeting` through the plugin's macro;
 - two tasks in the pool `team_pool` of size 1, which must never overlap.
 """
@@ -34,7 +35,7 @@ def team_dag():
     for worker in cluster_workers():
         name = worker.replace("-", "_").replace(".", "_")
         SQLExecuteQueryOperator(
-            task_id=f"sql_on_{name}", conn_id="team_metadata", sql="SELECT count(*) FROM dag", queue=worker,
+            task_id=f"sql_on_{name}", conn_id="team_metadata", sql="SELECT current_database()", queue=worker,
         )
         GreetOperator(
             task_id=f"greet_on_{name}", text="{{ macros.team_plugin.shout(var.value.team_greeting) }}", queue=worker,
