@@ -62,3 +62,46 @@ def test_task_code_on_a_worker_finds_no_secret_it_does_not_need(lab, tmp_path):
         found = {name.split(" ")[0]: where for name, where in report["found"].items()}
         assert not {n: found[n] for n in FORBIDDEN if n in found}, (worker, report)
         assert report["connect"]["postgres"] != "open", (worker, report)
+
+
+def render_secrets_env(value: str) -> str:
+    """roles/airflow_node/templates/secrets.env.j2 as Ansible renders it (its filters, trim_blocks), for Flower with a
+    password holding every character sh and systemd treat specially."""
+    import jinja2
+    from ansible.plugins.filter.core import FilterModule
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "roles" / "airflow_node" / "templates"),
+                             trim_blocks=True, undefined=jinja2.StrictUndefined)
+    env.filters.update(FilterModule().filters())
+    return env.get_template("secrets.env.j2").render(
+        item="flower", ansible_managed="test", airflow_secret_components=["flower"], airflow_cli_secrets=[],
+        airflow_component_secrets={"flower": ["flower_auth", "broker"]},
+        airflow_secret_environment={"flower_auth": {"AIRFLOW__CELERY__FLOWER_BASIC_AUTH": value},
+                                    "broker": {"AIRFLOW__CELERY__BROKER_URL": "redis"}},
+        airflow_redis_users={"flower": {"user": "airflow-flower", "password": value}},
+        airflow_redis_address="127.0.0.1", airflow_redis_port=6379, airflow_redis_db=0)
+
+
+def test_a_secret_with_any_character_reaches_a_unit_and_the_airflow_command_unchanged(lab):
+    """The secrets files are read by systemd (EnvironmentFile=) and by sh (the `airflow` command): one quoting for
+    both, checked with the lab's own systemd and sh."""
+    from airflow_cluster.lab import find_machine, machine_ssh
+
+    value = "a'b\"c$HOME\\d e`id`;#x\nsecond line"
+    rendered = render_secrets_env(value)
+    # The broker URL carries the password URL-encoded, so it is written single-quoted as it is.
+    url = next(line for line in rendered.splitlines() if line.startswith("AIRFLOW__CELERY__BROKER_URL="))
+    url = url.split("=", 1)[1].strip("'")
+    assert "'" not in url and url.startswith("redis://airflow-flower:a%27b")
+    master = find_machine("master")
+    path = "/run/airflow-cluster-quoting-test.env"
+    assert machine_ssh(master, f"umask 077; cat > {path}", stdin=rendered).returncode == 0
+    try:
+        for reader in (f"systemd-run --quiet --pipe --wait -p EnvironmentFile={path} /usr/bin/printenv",
+                       f"sh -c 'set -a; . {path}; set +a; exec printenv \"$0\"'"):
+            proc = machine_ssh(master, f"{reader} AIRFLOW__CELERY__FLOWER_BASIC_AUTH")
+            assert proc.returncode == 0 and proc.stdout == value + "\n", (reader, proc.stdout, proc.stderr)
+            proc = machine_ssh(master, f"{reader} AIRFLOW__CELERY__BROKER_URL")
+            assert proc.returncode == 0 and proc.stdout == url + "\n", (reader, proc.stdout, proc.stderr)
+    finally:
+        machine_ssh(master, f"rm -f {path}")

@@ -156,6 +156,41 @@ def test_the_team_dag_runs_on_every_worker_with_its_connection_variable_plugin_a
     assert first["end_date"] <= second["start_date"], (first, second)
 
 
+PG_TRY = """import sys, psycopg2
+team = sys.argv[1]
+for db, user, password in (("team_data", "team", team), ("airflow", "team", team), ("airflow", "airflow", "x")):
+    try:
+        psycopg2.connect(host=sys.argv[2], dbname=db, user=user, password=password, connect_timeout=5).close()
+        print(db, user, "connected")
+    except psycopg2.OperationalError as exc:
+        print(db, user, " ".join(str(exc).split()))
+"""
+
+
+def test_with_a_task_database_a_worker_still_cannot_enter_the_metadata_database(team):
+    """PostgreSQL's port is open to the workers while a database for task code exists; pg_hba lets them into that
+    database only: the metadata database refuses them before any password is checked."""
+    for worker in WORKERS:
+        out = on(worker, f"runuser -u airflow -- /opt/airflow/venv/bin/python - '{VAULT_TEAM_DB_PASSWORD}' 10.231.0.10"
+                 f" <<'EOF'\n{PG_TRY}EOF").splitlines()
+        assert out[0] == "team_data team connected", (worker, out)
+        assert all("no pg_hba.conf entry" in line for line in out[1:]) and len(out) == 3, (worker, out)
+
+
+def test_the_task_database_is_dumped_and_restore_will_not_take_its_dump(team):
+    """backup.yml fetches a dump of each database; restore.yml replaces the metadata database, so it refuses the
+    task database's dump before changing anything."""
+    proc = cli("backup", "-i", str(team["lab"]))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    dumps = sorted((team["lab"] / "backups").glob("team_data-*.dump"))
+    assert dumps and dumps[-1].stat().st_mode & 0o777 == 0o600, dumps
+    proc = cli("restore", str(dumps[-1]), "-i", str(team["lab"]), "--yes")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "holds no Airflow metadata (no dag_run table): it is a dump of team_data" in out, \
+        out[-3000:]
+    assert api_up(team["lab"]).call("/dags/team_dag")["dag_id"] == "team_dag"  # the metadata database is still there
+
+
 def token(username: str, password: str) -> str:
     body = json.dumps({"username": username, "password": password}).encode()
     req = urllib.request.Request(f"{API}/auth/token", body, {"Content-Type": "application/json"})
