@@ -113,7 +113,7 @@ def test_deploy_shows_progress_and_a_recap(lab):
     # -vvv reached the kept log (task paths, module results in full), so the check below looked at it
     assert "task path: " in kept[str(run_dir / "stdout")]
     secrets = lab_secrets(lab)
-    assert len(secrets) >= 8  # 7 secrets and the TLS key
+    assert len(secrets) >= 13  # 12 generated secrets and the TLS key
     assert leaks_in({"stdout": proc.stdout, "stderr": proc.stderr, **kept}, secrets) == []
 
 
@@ -271,7 +271,10 @@ def test_rotate_secrets_replaces_them_and_the_cluster_keeps_working(lab):
     assert proc.returncode == 0, proc.stdout[-3000:]
     after = {p.name: p.read_text() for p in (lab / "credentials").iterdir() if p.is_file()}
     generated = sorted(n for n in before if not n.startswith("tls."))
-    assert len(generated) == 8 and all(after[n] != before[n] for n in generated)
+    assert generated == ["airflow_admin_password", "api_secret_key", "fernet_key", "flower_password", "jwt_secret",
+                         "monitoring_password", "postgres_password", "redis_flower_password", "redis_monitor_password",
+                         "redis_password", "redis_scheduler_password", "redis_worker_password"]
+    assert all(after[n] != before[n] for n in generated)
     assert after["tls.key"] == before["tls.key"]
     archive = max((lab / "credentials" / "rotated").iterdir())
     assert {p.name: p.read_text() for p in archive.iterdir()} == {n: before[n] for n in generated}
@@ -337,7 +340,7 @@ def test_remove_worker_drains_a_running_task(lab, tmp_path):
 def test_no_secret_in_what_the_runs_kept(lab):
     """Every generated secret of the lab cluster is absent from every kept run (logs, events, command)."""
     secrets = lab_secrets(lab)
-    assert len(secrets) >= 8
+    assert len(secrets) >= 13
     runs = Path.home() / ".local" / "state" / "airflow-cluster" / "runs"
     files = [p for p in runs.rglob("*") if p.is_file()]
     assert len(files) > 100
