@@ -155,8 +155,9 @@ def test_from_outside_the_cluster_only_ssh_and_https_answer(lab):
     outside = scan(SPARE[0], MASTER, *WORKERS)
     print("open from spare1:", outside)
     assert outside == {MASTER: [22, 80, 443], WORKERS[0]: [22], WORKERS[1]: [22]}
-    # The exporters answer only the monitoring host (the master here), Prometheus and Alertmanager only nginx on it.
-    assert scan("worker1", MASTER) == {MASTER: [22, 80, 443, 5432, 6379, 8080]}
+    # The exporters answer only the monitoring host (the master here), Prometheus and Alertmanager only nginx on it;
+    # PostgreSQL only the hosts whose components use it (the master here), never a worker.
+    assert scan("worker1", MASTER) == {MASTER: [22, 80, 443, 6379, 8080]}
     assert scan("master", WORKERS[0]) == {WORKERS[0]: [22, 8793, 9100, 9103]}
 
     # nginx from outside: HTTP redirects to HTTPS; nothing but the login page and health answers without a login
@@ -189,21 +190,26 @@ def test_from_outside_the_cluster_only_ssh_and_https_answer(lab):
     with pytest.raises(ssl.SSLError), socket.create_connection((MASTER, 443), timeout=10) as raw:
         old.wrap_socket(raw, server_hostname=MASTER)
 
-    # where the firewall lets a cluster host in, Postgres and Redis still want the right user and password
-    probe = (
-        "import psycopg2, socket\n"
+    # where the firewall lets a host in, Postgres and Redis still want the right user and password: PostgreSQL from the
+    # master's cluster address (pg_hba), Redis from a worker
+    pg_probe = (
+        "import psycopg2\n"
         "try:\n"
         f"    psycopg2.connect(host='{MASTER}', user='postgres', password='x', dbname='postgres', connect_timeout=5)\n"
         "except psycopg2.OperationalError as e:\n"
         "    print(str(e).strip().splitlines()[-1])\n"
+    )
+    proc = machine_ssh(find_machine("master"), "/opt/airflow/venv/bin/python", "-", stdin=pg_probe)
+    assert proc.returncode == 0, proc.stderr
+    assert "no pg_hba.conf entry" in proc.stdout and 'user "postgres"' in proc.stdout, proc.stdout
+    redis_probe = (
+        "import socket\n"
         f"s = socket.create_connection(('{MASTER}', 6379), timeout=5); s.sendall(b'PING\\r\\n')\n"
         "print(s.recv(100).decode().strip())\n"
     )
-    proc = machine_ssh(find_machine("worker1"), "/opt/airflow/venv/bin/python", "-", stdin=probe)
+    proc = machine_ssh(find_machine("worker1"), "/opt/airflow/venv/bin/python", "-", stdin=redis_probe)
     assert proc.returncode == 0, proc.stderr
-    pg, redis = proc.stdout.strip().splitlines()
-    assert "no pg_hba.conf entry" in pg and 'user "postgres"' in pg
-    assert redis == "-NOAUTH Authentication required."
+    assert proc.stdout.strip() == "-NOAUTH Authentication required."
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
