@@ -50,7 +50,7 @@ lint: venv
 
 # Every test: the unit tests (seconds), then the lab tests in the order tests/conftest.py sets: the CLI end to end,
 # the main lab's fault drills and the benchmarks' short modes on one Debian 12 lab, then the fresh Debian 13 lab's
-# drills (HA, upgrade, restore). CI's limit is 90 minutes; this took 44 on 2 cores (see README "Tests").
+# drills (HA, upgrade, restore). CI's limit is 90 minutes; this took 46 on 2 cores (see README "Tests").
 pytest: host-deps venv
 	$(BIN)/pytest -q --durations=40
 
