@@ -1,13 +1,18 @@
 """Least privilege for task code (issue 19), on the main lab: a hostile DAG (tests/data/dags/secrets_probe.py) runs on
 every worker and looks for the cluster's secrets in every file, environment and /proc entry task code can read,
-and tries to reach PostgreSQL. It gets the SHA-256 digests of the secrets, never the secrets."""
+and tries to reach PostgreSQL. It gets the SHA-256 digests of the secrets, never the secrets. Beside it, a deferrable
+task on every worker (tests/data/dags/deferral_probe.py) proves the triggerer and the workers work with only their own
+secrets, and the secrets files' quoting is read back by the lab's systemd and sh."""
 
 import hashlib
 import json
 import shutil
 
+import jinja2
 import pytest
+from ansible.plugins.filter.core import FilterModule
 
+from airflow_cluster.lab import find_machine, machine_ssh
 from tests.conftest import ROOT
 from tests.drills import answered, api_up, run_path, wait_finished
 from tests.test_cli_lab import cli
@@ -87,9 +92,6 @@ def test_a_deferred_task_waits_in_the_triggerer_and_resumes_on_its_worker(runs):
 def render_secrets_env(value: str) -> str:
     """roles/airflow_node/templates/secrets.env.j2 as Ansible renders it (its filters, trim_blocks), for Flower with a
     password holding every character sh and systemd treat specially."""
-    import jinja2
-    from ansible.plugins.filter.core import FilterModule
-
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "roles" / "airflow_node" / "templates"),
                              trim_blocks=True, undefined=jinja2.StrictUndefined)
     env.filters.update(FilterModule().filters())
@@ -105,8 +107,6 @@ def render_secrets_env(value: str) -> str:
 def test_a_secret_with_any_character_reaches_a_unit_and_the_airflow_command_unchanged(lab):
     """The secrets files are read by systemd (EnvironmentFile=) and by sh (the `airflow` command): one quoting for
     both, checked with the lab's own systemd and sh."""
-    from airflow_cluster.lab import find_machine, machine_ssh
-
     value = "a'b\"c$HOME\\d e`id`;#x\nsecond line"
     rendered = render_secrets_env(value)
     # The broker URL carries the password URL-encoded, so it is written single-quoted as it is.
