@@ -48,6 +48,7 @@ ANSIBLE_NAMES = frozenset(
         "ansible_play_hosts_all",
         "ansible_playbook_python",
         "ansible_port",
+        "ansible_run_tags",
         "group_names",
         "groups",
         "hostvars",
