@@ -1,7 +1,11 @@
-"""plugins/module_utils/run_fingerprint.py: the digest changes with any input a run reads, and only with those."""
+"""The stop of an unchanged cluster (roles/run_state, issue 20): the digest of plugins/module_utils/run_fingerprint.py
+changes with any input a run reads, and only with those; every playbook that imports site.yml after changing what it
+reads turns the stop off first (playbooks/full_run.yml)."""
 
 import importlib.util
 import os
+
+import yaml
 
 from tests.conftest import ROOT
 
@@ -70,3 +74,13 @@ def test_values_are_hashed_independently_of_key_order():
     assert fp.value_digest({"a": 1, "b": [1, 2]}) == fp.value_digest({"b": [1, 2], "a": 1})
     assert fp.value_digest({"a": 1}) != fp.value_digest({"a": 2})
     assert fp.fingerprint({"project": "x", "inventory": "y"}) != fp.fingerprint({"project": "y", "inventory": "x"})
+
+
+def test_every_playbook_that_imports_site_yml_runs_it_in_full():
+    for path in sorted((ROOT / "playbooks").glob("*.yml")):
+        if path.name == "site.yml":
+            continue
+        imports = [item.get("ansible.builtin.import_playbook") for item in yaml.safe_load(path.read_text()) or []]
+        for i, name in enumerate(imports):
+            if name == "site.yml":
+                assert i > 0 and imports[i - 1] == "full_run.yml", f"{path.name}: import full_run.yml before site.yml"
