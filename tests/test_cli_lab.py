@@ -29,6 +29,8 @@ WORKERS = ("10.231.0.21", "10.231.0.22")
 SPARE = ("spare1", "10.231.0.101")
 API = f"https://{MASTER}/airflow"
 SCAN = ROOT / "tests" / "data" / "probes" / "scan.py"
+# Every task of site.yml, not only the check that stops a re-run with nothing changed (roles/run_state).
+FULL_RUN = '{"airflow_skip_unchanged": false}'
 
 
 def tls(inventory: Path = LAB_INVENTORY) -> ssl.SSLContext:
@@ -118,11 +120,45 @@ def test_deploy_shows_progress_and_a_recap(lab):
 
 
 def test_second_deploy_changes_nothing(lab):
-    proc = cli("deploy", "-i", str(lab), "--json")
+    # Every task of site.yml runs (the re-run check's stop turned off) and none changes anything.
+    proc = cli("deploy", "-i", str(lab), "--json", "-e", FULL_RUN)
     assert proc.returncode == 0
     doc = json.loads(proc.stdout)
     assert doc["ok"] and doc["failures"] == []
     assert {h: s["changed"] for h, s in doc["hosts"].items()} == dict.fromkeys(doc["hosts"], 0)
+    assert "common" in roles_run(Path(doc["run_dir"]))
+
+
+def roles_run(run_dir: Path) -> set[str]:
+    """The roles of the task results of one kept run ('' for tasks outside roles)."""
+    roles = set()
+    for path in (run_dir / "job_events").glob("*.json"):
+        event = json.loads(path.read_text())
+        if event.get("event") in ("runner_on_ok", "runner_on_failed", "runner_on_skipped"):
+            roles.add(event["event_data"].get("role") or "")
+    return roles
+
+
+def test_a_re_run_with_nothing_changed_stops_after_the_check_and_drift_undoes_that(lab):
+    """roles/run_state: the same inputs and every host as the last complete run left it -> the checks, the summary
+    and nothing else; a unit stopped by hand or a managed file edited by hand -> the whole run, which repairs both."""
+    proc = cli("deploy", "-i", str(lab), "--json")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    doc = json.loads(proc.stdout)
+    assert {h: s["changed"] for h, s in doc["hosts"].items()} == dict.fromkeys(doc["hosts"], 0)
+    assert roles_run(Path(doc["run_dir"])) <= {"preflight", "cluster_groups", "run_state", "control_node", ""}
+
+    worker1, worker2 = find_machine("worker1"), find_machine("worker2")
+    assert machine_ssh(worker1, "systemctl", "stop", "airflow-worker").returncode == 0
+    assert machine_ssh(worker2, "sh", "-c", "echo '# edited by hand' >> /etc/airflow/airflow.cfg").returncode == 0
+    proc = cli("deploy", "-i", str(lab), "--json")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    doc = json.loads(proc.stdout)
+    assert "common" in roles_run(Path(doc["run_dir"]))
+    assert doc["hosts"]["worker1"]["changed"] >= 1 and doc["hosts"]["worker2"]["changed"] >= 1, doc["hosts"]
+    assert machine_ssh(worker1, "systemctl", "is-active", "airflow-worker").stdout.strip() == "active"
+    cfg = machine_ssh(worker2, "cat", "/etc/airflow/airflow.cfg").stdout
+    assert cfg and "# edited by hand" not in cfg
 
 
 def test_the_deploy_installed_airflow_with_no_package_index(lab):

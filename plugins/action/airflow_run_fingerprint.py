@@ -4,8 +4,9 @@
             folders; the DAGs, plugins, wheels, TLS and CA files the settings name): names, contents, exec bits
     values  values the run reads that are not files (the hosts' addresses and the facts the roles use)
 
-The extra variables of the command line (-e, files included) and the ansible-core version are added here. Returns
-`fingerprint` (64 hex digits) and `parts` (the digest of each part, to tell what changed); never changed.
+The extra variables of the command line (-e, files included; airflow_skip_unchanged left out) and the ansible-core
+version are added here. Returns `fingerprint` (64 hex digits) and `parts` (the digest of each part, to tell what
+changed); never changed.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class ActionModule(ActionBase):
         _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         d = _digests()
         extra = load_extra_vars(self._loader) if context.CLIARGS.get("extra_vars") else {}
+        # Whether to stop when nothing changed is not an input of what the run applies: a run with the stop turned
+        # off (-e '{"airflow_skip_unchanged": false}') leaves the stamp the next plain run compares with.
+        extra = {k: v for k, v in extra.items() if k != "airflow_skip_unchanged"}
         parts = {
             "trees": d.tree_digest(args["trees"]),
             "values": d.value_digest(args["values"]),
