@@ -13,7 +13,7 @@ from tests.test_cli_lab import cli, workers_in
 
 PYTHON = ROOT / ".venv" / "bin" / "python"
 NOOP_ROW = re.compile(
-    r"^\(c\) no-op re-run \(s\), changed +- +(?P<seconds>\d+\.\d) \((?P<changed>\d+)\) +<= 20 s, 0 changed +"
+    r"^\(c\) no-op re-run \(s\), changed +- +(?P<seconds>\d+\.\d) \((?P<changed>\d+)\) +<= 15 s, 0 changed +"
     r"(?P<verdict>met|MISSED)$",
     re.M,
 )
@@ -75,7 +75,7 @@ def test_deploy_benchmark_short_times_a_no_op_re_run(lab):
     assert re.search(r"^ +task time per play \(sum over hosts, s\):\n +\d+\.\d +\S", proc.stdout, re.M)
     BENCH_FIGURES.append(
         f"deploy.py --short: no-op re-run {row['seconds']} s, {row['changed']} changed "
-        f"(goal <= 20 s, 0 changed: {row['verdict']})"
+        f"(goal <= 15 s, 0 changed: {row['verdict']})"
     )
 
 
