@@ -57,6 +57,27 @@ def test_a_host_status_is_parsed_from_the_shell_lines():
     }
 
 
+def test_the_endpoints_the_nodes_checked_name_the_services_when_the_run_recorded_none():
+    raw = {h: [line + (" 10.0.0.10:5432" if line.startswith("postgres ") else
+                       " 10.0.0.10:6379" if line.startswith("redis ") else "") for line in lines]
+           for h, lines in RAW.items()}
+    raw["af-worker2"] = [line for line in raw["af-worker2"] if not line.startswith("postgres ")]
+    hosts = {host: status.host_status(lines) for host, lines in raw.items()}
+    assert hosts["af-worker2"]["endpoints"] == {"redis": "10.0.0.10:6379"}
+    assert hosts["af-master"]["endpoints"] == {"postgres": "10.0.0.10:5432", "redis": "10.0.0.10:6379"}
+    data = {k: v for k, v in HEALTHY.items() if not k.endswith("_endpoint")} | {"hosts": hosts}
+    lines, healthy = status.status_report(data)
+    assert healthy
+    assert "PostgreSQL 10.0.0.10:5432: reachable from all 2 Airflow nodes that use it" in lines
+    assert "Redis 10.0.0.10:6379: reachable from all 3 Airflow nodes that use it" in lines
+    # a node configured with another address shows it beside the others'
+    hosts["af-worker1"]["endpoints"]["redis"] = "10.0.0.99:6379"
+    lines, _ = status.status_report(data)
+    assert "Redis 10.0.0.10:6379, 10.0.0.99:6379: reachable from all 3 Airflow nodes that use it" in lines
+    # "-" (cluster.json without endpoints, written before they were) is no endpoint
+    assert "endpoints" not in status.host_status([f"now {NOW}", "redis false -"])
+
+
 def test_a_healthy_cluster():
     lines, healthy = status.status_report(HEALTHY)
     assert healthy
@@ -192,10 +213,8 @@ def test_the_playbook_prints_the_table_the_cli_prints(tmp_path, monkeypatch):
     files = sorted((ROOT / "roles" / "cluster_status" / "tasks").glob("*.yml"))
     tasks = {t["name"]: t for path in files for t in yaml.safe_load(path.read_text()) or []}
     answers = {
-        "airflow_postgres_address": "10.0.0.10", "airflow_db_port": 5432,
-        "airflow_redis_address": "10.0.0.10", "airflow_redis_port": 6379,
-        "cluster_status_health": {"status": 200, "json": HEALTHY["health"]},
-        "cluster_status_flower": {"status": 200, "json": {"celery@af-worker1": True}},
+        "cluster_status_reads": {"reads": {"health": {"status": 200, "json": HEALTHY["health"]},
+                                           "flower": {"status": 200, "json": {"celery@af-worker1": True}}}},
         "cluster_status_host_roles": {"af-master": ["master", "database", "broker"], "af-worker1": ["worker"],
                                       "af-worker2": ["worker"]},
     }

@@ -68,7 +68,9 @@ def host_status(stdout_lines: list[str]) -> dict:
               for f in fields if f[0] == "timer"]
     queues = {f[1]: _count(f[2]) for f in fields if f[0] == "queue"}
     tis = {f[1]: _count(f[2]) for f in fields if f[0] == "tis"}
-    for key, value in (("timers", timers), ("queues", queues), ("task_instances", tis)):
+    # the endpoint each reachability check used (the node's own configuration), when the node printed one
+    endpoints = {f[0]: f[2] for f in reversed(fields) if f[0] in ("postgres", "redis") and f[2] not in ("", "-")}
+    for key, value in (("timers", timers), ("queues", queues), ("task_instances", tis), ("endpoints", endpoints)):
         if value:
             entry[key] = value
     return entry
@@ -251,7 +253,10 @@ def status_report(data: dict) -> tuple[list[str], bool]:
         # PostgreSQL is read from the nodes that use it only (the workers must not reach it)
         where = (f"NOT reachable from {', '.join(bad)}" if bad
                  else f"reachable from all {len(reach)} Airflow nodes that use it")
-        lines.append(f"{name} {data.get(f'{svc}_endpoint', '')}: {where}")
+        # the endpoint recorded for the cluster, else those the nodes checked (all of them, should they differ)
+        endpoint = data.get(f"{svc}_endpoint") or ", ".join(
+            sorted({v["endpoints"][svc] for v in hosts.values() if svc in v.get("endpoints", {})}))
+        lines.append(f"{name} {endpoint}: {where}")
 
     for part in (_queues, _task_instances, _timer_table):
         more, ok = part(hosts)
