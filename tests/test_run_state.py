@@ -63,6 +63,17 @@ def test_dumps_and_caches_are_not_inputs(tmp_path):
     assert fp.tree_digest([inv]) == before
 
 
+def test_the_credentials_are_digested_apart_from_the_inventory(tmp_path):
+    """roles/run_state: the run generates them into the inventory folder, so they are their own part (`generated`),
+    digested again when the run ends: the inventory's digest must not change when they appear."""
+    inv = tree(tmp_path)
+    before, creds = fp.tree_digest([inv]), fp.tree_digest([inv / "credentials"])
+    (inv / "credentials").mkdir()
+    (inv / "credentials" / "fernet_key").write_text("generated\n")
+    assert fp.tree_digest([inv]) == before
+    assert fp.tree_digest([inv / "credentials"]) != creds
+
+
 def test_a_missing_path_counts_and_its_creation_changes_it(tmp_path):
     missing = tmp_path / "wheels"
     before = fp.tree_digest([missing])

@@ -14,8 +14,9 @@ import stat
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-# Folder names never read as inputs: outputs (database dumps), caches and version control.
-SKIPPED_DIRS = frozenset({"backups", "__pycache__", ".git", ".pytest_cache", ".ruff_cache"})
+# Folder names never read as inputs: outputs (database dumps), caches and version control, and the credentials the
+# run generates into the inventory folder (roles/run_state digests them apart, as run_state_generated).
+SKIPPED_DIRS = frozenset({"backups", "credentials", "__pycache__", ".git", ".pytest_cache", ".ruff_cache"})
 CHUNK = 1 << 20
 
 
