@@ -95,7 +95,7 @@ lock-env: venv
 	@if [ -z "$(INVENTORY)" ]; then echo "usage: make lock-env INVENTORY=inventory/<env>"; exit 2; fi
 	$(BIN)/airflow-cluster lock -i $(INVENTORY)
 
-# Deploy benchmarks (a)-(e) on fresh labs, side by side: see README "Benchmarks".
+# Deploy benchmarks (a)-(f) on fresh labs, beside their goals: see README "Benchmarks".
 benchmark: host-deps venv
 	$(BIN)/python benchmarks/deploy.py
 
