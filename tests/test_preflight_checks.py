@@ -11,6 +11,7 @@ the real playbooks.
 import importlib.util
 import itertools
 import json
+import re
 import shlex
 from collections import ChainMap
 from pathlib import Path
@@ -117,8 +118,16 @@ def test_the_derived_groups_are_no_typos(tmp_path):
     # imports it again: by then the run has the derived groups, which must pass the group-name check.
     derived = yaml.safe_load((ROOT / "roles" / "cluster_groups" / "vars" / "main.yml").read_text())
     named = {g for g in rules.DERIVED_GROUPS if f"'{g}'" in derived["cluster_groups_plan"]}
-    # airflow_install_pending and airflow_repackage_pending come from roles/airflow_node/tasks/check.yml instead.
-    assert named == set(rules.DERIVED_GROUPS) - {"airflow_install_pending", "airflow_repackage_pending"}
+    # The others come from the roles' group_by tasks: each of those groups is among them, and every such group is.
+    by_group_by = {"airflow_install_pending", "airflow_repackage_pending", "airflow_run_pending"}
+    assert named == set(rules.DERIVED_GROUPS) - by_group_by
+    keys = set()
+    for path in (ROOT / "roles").glob("*/tasks/*.yml"):
+        for task in yaml.safe_load(path.read_text()) or []:
+            if "ansible.builtin.group_by" in task:
+                key = task["ansible.builtin.group_by"]["key"]
+                keys |= set(re.findall(r"airflow_\w+", str(task.get("loop", "")))) if "item" in key else {key}
+    assert keys == by_group_by
     hosts = yaml.safe_load((ROOT / "inventory" / "sample" / "hosts.yml").read_text())
     hosts["all"]["children"].update({g: {"hosts": {"af-master": None}} for g in rules.DERIVED_GROUPS})
     (tmp_path / "inventory").mkdir()
