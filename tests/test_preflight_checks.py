@@ -126,8 +126,8 @@ def test_the_derived_groups_are_no_typos(tmp_path):
         for task in yaml.safe_load(path.read_text()) or []:
             if "ansible.builtin.group_by" in task:
                 key = task["ansible.builtin.group_by"]["key"]
-                keys |= set(re.findall(r"airflow_\w+", str(task.get("loop", "")))) if "item" in key else {key}
-    assert keys == by_group_by
+                keys |= set(re.findall(r"'(airflow_\w+)'", str(task.get("loop", "")))) if "item" in key else {key}
+    assert keys == by_group_by and keys <= set(rules.DERIVED_GROUPS)
     hosts = yaml.safe_load((ROOT / "inventory" / "sample" / "hosts.yml").read_text())
     hosts["all"]["children"].update({g: {"hosts": {"af-master": None}} for g in rules.DERIVED_GROUPS})
     (tmp_path / "inventory").mkdir()
