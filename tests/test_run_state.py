@@ -1,4 +1,4 @@
-"""The stop of an unchanged cluster (roles/run_state, issue 20): the digest of plugins/module_utils/run_fingerprint.py
+"""The stop of an unchanged cluster (roles/run_state, issue 20): the digest of plugins/action/airflow_run_fingerprint.py
 changes with any input a run reads, and only with those; every playbook that imports site.yml after changing what it
 reads turns the stop off first (playbooks/full_run.yml)."""
 
@@ -9,8 +9,8 @@ import yaml
 
 from tests.conftest import ROOT
 
-MODULE = ROOT / "plugins" / "module_utils" / "run_fingerprint.py"
-spec = importlib.util.spec_from_file_location("run_fingerprint", MODULE)
+MODULE = ROOT / "plugins" / "action" / "airflow_run_fingerprint.py"
+spec = importlib.util.spec_from_file_location("airflow_run_fingerprint", MODULE)
 fp = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(fp)
 
