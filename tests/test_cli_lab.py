@@ -141,16 +141,24 @@ def roles_run(run_dir: Path) -> set[str]:
 
 def test_a_re_run_with_nothing_changed_stops_after_the_check_and_drift_undoes_that(lab):
     """roles/run_state: the same inputs and every host as the last complete run left it -> the checks, the summary
-    and nothing else; a unit stopped by hand or a managed file edited by hand -> the whole run, which repairs both."""
-    proc = cli("deploy", "-i", str(lab), "--json")
-    assert proc.returncode == 0, proc.stdout[-3000:]
-    doc = json.loads(proc.stdout)
-    assert {h: s["changed"] for h, s in doc["hosts"].items()} == dict.fromkeys(doc["hosts"], 0)
-    assert roles_run(Path(doc["run_dir"])) <= {"preflight", "cluster_groups", "run_state", "control_node", ""}
+    and nothing else, also after a file only passed through a DAGs folder (as verify's probe does); a unit stopped
+    by hand, a managed file edited by hand or a DAG removed by hand -> the whole run, which repairs all three."""
+    def stops():
+        proc = cli("deploy", "-i", str(lab), "--json")
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        doc = json.loads(proc.stdout)
+        assert {h: s["changed"] for h, s in doc["hosts"].items()} == dict.fromkeys(doc["hosts"], 0)
+        assert roles_run(Path(doc["run_dir"])) <= {"preflight", "cluster_groups", "run_state", "control_node", ""}
 
+    stops()
     worker1, worker2 = find_machine("worker1"), find_machine("worker2")
+    passing = "/var/lib/airflow/dags/_passing_through.txt"
+    assert machine_ssh(worker1, "sh", "-c", f"echo probe > {passing} && rm {passing}").returncode == 0
+    stops()
+
     assert machine_ssh(worker1, "systemctl", "stop", "airflow-worker").returncode == 0
     assert machine_ssh(worker2, "sh", "-c", "echo '# edited by hand' >> /etc/airflow/airflow.cfg").returncode == 0
+    assert machine_ssh(worker2, "rm", "/var/lib/airflow/dags/example_hello.py").returncode == 0
     proc = cli("deploy", "-i", str(lab), "--json")
     assert proc.returncode == 0, proc.stdout[-3000:]
     doc = json.loads(proc.stdout)
@@ -159,6 +167,7 @@ def test_a_re_run_with_nothing_changed_stops_after_the_check_and_drift_undoes_th
     assert machine_ssh(worker1, "systemctl", "is-active", "airflow-worker").stdout.strip() == "active"
     cfg = machine_ssh(worker2, "cat", "/etc/airflow/airflow.cfg").stdout
     assert cfg and "# edited by hand" not in cfg
+    assert machine_ssh(worker2, "test", "-f", "/var/lib/airflow/dags/example_hello.py").returncode == 0
 
 
 def test_the_deploy_installed_airflow_with_no_package_index(lab):
