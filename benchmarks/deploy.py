@@ -68,6 +68,12 @@ def load_events(run_dir: Path) -> list[dict[str, Any]]:
     return sorted(events, key=lambda e: e.get("counter", 0))
 
 
+def is_restart(data: dict[str, Any]) -> bool:
+    """Whether a task result restarted a service: a task named "Restart ..." or a service module asked to restart."""
+    args = ((data.get("res") or {}).get("invocation") or {}).get("module_args") or {}
+    return bool(RESTART_TASK.search(data.get("task") or "")) or args.get("state") == "restarted"
+
+
 def analyse(run_dir: Path, slowest: int = 8) -> dict[str, Any]:
     """Install phase per host, the slowest (task, host) results and the task time per play of one run."""
     install: dict[str, float] = {}
@@ -91,7 +97,7 @@ def analyse(run_dir: Path, slowest: int = 8) -> dict[str, Any]:
         tasks.append((seconds, data.get("task") or "?", host))
         if (data.get("res") or {}).get("changed"):
             changed.append({"task": data.get("task") or "?", "host": host})
-            if RESTART_TASK.search(data.get("task") or ""):
+            if is_restart(data):
                 restarts.append({"task": data.get("task") or "?", "host": host})
         plays.setdefault(data.get("play_uuid", ""), [data.get("play") or "?", 0.0])[1] += seconds
         if INSTALL_TASK.search(data.get("task_path") or ""):

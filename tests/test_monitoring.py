@@ -43,7 +43,7 @@ def by_instance(result: list[dict]) -> dict[str, float]:
 
 
 def queue_depth(lab: Path) -> float | None:
-    found = by_instance(query(lab, 'redis_key_size{key="default"}'))
+    found = by_instance(query(lab, 'airflow_celery_queue_length{queue="default"}'))
     return next(iter(found.values()), None)
 
 
