@@ -22,17 +22,21 @@ of 3 runs. Before each fresh wheelhouse deploy the control node's cached virtual
 `--short` (what `make test` runs) times one re-run with nothing changed (`deploy -i inventory/lab --json`) on the
 lab that is up, as it is, and prints its (c) row and where its time went; it fails (exit code 1) if the re-run
 fails or changes anything. Times are wall-clock seconds around each CLI command; the JSON file also has
-ansible-runner's own `elapsed`. The install phase of a node is the sum of the durations of the tasks from
-roles/airflow_node/tasks/{check,install}.yml (roles/airflow/tasks/install*.yml in runs before the move) that ran
-for it (job_events of the run), a task delegated to the control node included. An add-worker run must restart
-nothing on the other hosts: a changed task result named "Restart ..." on another host is listed and misses the
-goal. A failed step stops the run with exit code 1 and leaves the lab up for inspection.
+ansible-runner's own `elapsed`. Beside each fresh deploy's wall time the table has the CPU-seconds the machine was
+busy during it (/proc/stat: the control node and every lab machine, which share its kernel); spread over every core,
+the 6-worker deploy's CPU work is the least wall time it can take, shown against the 2-worker deploy's. The install
+phase of a node is the sum of the durations of the tasks from roles/airflow_node/tasks/{check,install}.yml
+(roles/airflow/tasks/install*.yml in runs before the move) that ran for it (job_events of the run), a task delegated
+to the control node included. An add-worker run must restart nothing on the other hosts: a changed task result
+named "Restart ..." or asking a service to restart on another host is listed and misses the goal. A failed step
+stops the run with exit code 1 and leaves the lab up for inspection.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -53,6 +57,20 @@ RESTART_TASK = re.compile(r"^Restart ", re.I)
 
 class StepFailed(Exception):
     pass
+
+
+def cpu_busy_seconds(stat: str) -> float:
+    """CPU-seconds the machine's cores spent busy since boot, from /proc/stat's text: every state of its first line
+    but idle and iowait (guest time is already counted in user). The lab machines share this kernel, so the
+    difference over a step is the work of the control node and every lab machine together."""
+    fields = [int(x) for x in stat.split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields + [0] * (8 - len(fields))
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_busy() -> float:
+    return cpu_busy_seconds(Path("/proc/stat").read_text())
+
 
 
 # ---------------------------------------------------------------- one run's events
@@ -156,10 +174,10 @@ class Bench:
     def cli(self, label: str, *args: str) -> dict[str, Any]:
         clock = int(time.monotonic() - self.started)
         print(f"[{clock // 60}:{clock % 60:02d}] {label}: airflow-cluster {' '.join(args)}", flush=True)
-        began = time.monotonic()
+        began, busy = time.monotonic(), cpu_busy()
         proc = subprocess.run([str(CLI), *args], cwd=REPO, capture_output=True, text=True, check=False)
         step: dict[str, Any] = {"step": label, "args": list(args), "rc": proc.returncode,
-                                "wall": round(time.monotonic() - began, 1)}
+                                "wall": round(time.monotonic() - began, 1), "cpu_busy": round(cpu_busy() - busy, 1)}
         doc = parse_json(proc.stdout) if "--json" in args else {}
         if isinstance(doc, dict) and "hosts" in doc:
             step.update(elapsed=doc.get("elapsed"), run_dir=doc.get("run_dir"), log=doc.get("log"),
@@ -199,7 +217,8 @@ class Bench:
         deploy = self.cli(f"fresh deploy ({label})", "deploy", *INV, *extra, "--json")
         a = analyse(Path(deploy["run_dir"]))
         print_analysis(f"fresh deploy ({label})", a)
-        self.fig[key] = {"deploy": deploy["wall"], "deploy_elapsed": deploy["elapsed"], **a}
+        self.fig[key] = {"deploy": deploy["wall"], "deploy_elapsed": deploy["elapsed"],
+                         "deploy_cpu": deploy["cpu_busy"], **a}
         verify = self.cli(f"verify ({label})", "verify", *INV, "--json")
         self.fig[key]["deploy_verify"] = round(deploy["wall"] + verify["wall"], 1)
 
@@ -303,6 +322,8 @@ def table(fig: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
     row("(b) fresh deploy, 1 master + 2 workers (s)", num(idx.get("deploy")), num(wh.get("deploy")),
         "<= 110 s, >= 2x faster" + (f": {r}x" if r else " (2x not measured)"), fast)
     row("(b) fresh deploy + verify (s)", num(idx.get("deploy_verify")), num(wh.get("deploy_verify")))
+    cores = os.cpu_count() or 1
+    row(f"(b) CPU busy during the deploy (s, {cores} cores)", num(idx.get("deploy_cpu")), num(wh.get("deploy_cpu")))
     row("(c) no-op re-run (s), changed", "-", f"{num(noop.get('wall'))} ({noop.get('changed', '-')})",
         "<= 15 s, 0 changed" + runs_of(noop), None if not noop else noop["wall"] <= 15 and noop["changed"] == 0)
     restarts = add.get("restarts_elsewhere") or []
@@ -313,6 +334,11 @@ def table(fig: dict[str, dict[str, Any]]) -> list[dict[str, str]]:
     r = ratio(six.get("deploy"), wh.get("deploy"))
     row("(e) fresh deploy, 6 workers (s), ratio 6/2", "-", num(six.get("deploy")) + (f" ({r}x)" if r else ""),
         "<= 1.4x", None if r is None else r <= 1.4)
+    # The floor the machine sets: a deploy cannot take less wall time than its CPU work spread over every core.
+    r = ratio(six.get("deploy_cpu"), wh.get("deploy_cpu"))
+    floor = ratio(six.get("deploy_cpu"), cores * wh["deploy"]) if wh.get("deploy") and six.get("deploy_cpu") else None
+    row("(e) CPU busy, 6 workers (s), ratio 6/2", "-", num(six.get("deploy_cpu")) + (f" ({r}x)" if r else ""),
+        "" if floor is None else f"floor: that CPU on {cores} cores is {floor}x the 2-worker deploy's wall")
     r = ratio(six.get("deploy_verify"), wh.get("deploy_verify"))
     row("(e) deploy + verify, 6 workers (s), ratio 6/2", "-", num(six.get("deploy_verify")) + (f" ({r}x)" if r else ""))
     row("(f) status, healthy cluster (s)", "-", num(status.get("wall")),
