@@ -72,7 +72,6 @@ def cpu_busy() -> float:
     return cpu_busy_seconds(Path("/proc/stat").read_text())
 
 
-
 # ---------------------------------------------------------------- one run's events
 
 
