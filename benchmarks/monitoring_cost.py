@@ -7,7 +7,7 @@ storage at the end.
 
     .venv/bin/python benchmarks/monitoring_cost.py [-i inventory/lab] [--seconds 600] [--interval 10]
 
-Needs a deployed cluster with airflow_monitoring on; talks only to the inventory's hosts.
+Needs a deployed cluster with airflow_monitoring_enabled on; talks only to the inventory's hosts.
 """
 
 from __future__ import annotations

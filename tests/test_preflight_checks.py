@@ -524,7 +524,8 @@ def test_a_receiver_that_differs_between_hosts_is_named_not_shown():
     ({"airflow_alert_backup_max_age_hours": True}, "airflow_alert_backup_max_age_hours must be a whole number of "
                                                    "hours of at least 1, got true (a boolean)"),
     ({"airflow_node_exporter_port": 70000}, "airflow_node_exporter_port must be a port number from 1 to 65535"),
-    ({"airflow_monitoring": "yes"}, "airflow_monitoring must be true or false without quotes, got 'yes'"),
+    ({"airflow_monitoring_enabled": "yes"}, "airflow_monitoring_enabled must be true or false without quotes, got "
+                                           "'yes'"),
     ({"airflow_statsd_port": "8125/udp"}, "airflow_statsd_port must be a port number from 1 to 65535, got "
                                           "'8125/udp' (a string) for m, w1, w2"),
     ({"airflow_alertmanager_url_prefix": "/alertmanager/"}, "airflow_alertmanager_url_prefix '/alertmanager/' (for "
@@ -544,7 +545,7 @@ def test_monitoring_settings(settings, message):
 def test_good_monitoring_settings_pass():
     assert problems_with(airflow_prometheus_retention="52w", airflow_prometheus_scrape_interval="1s",
                          airflow_alert_disk_percent="90", airflow_alert_backup_max_age_hours=1,
-                         airflow_monitoring=False, airflow_prometheus_url_prefix="/prom",
+                         airflow_monitoring_enabled=False, airflow_prometheus_url_prefix="/prom",
                          airflow_alertmanager_url_prefix="/am") == []
     assert problems_with(airflow_prometheus_scrape_interval="1000ms", airflow_prometheus_retention="1y") == []
 
@@ -554,7 +555,7 @@ def monitoring_cluster(**settings):
     groups = {"airflow_master": ["m"], "airflow_workers": ["w1"], "airflow_postgres": ["db"],
               "airflow_redis": ["mq"], "airflow_monitoring": ["mon"]}
     defaults = yaml.safe_load(AIRFLOW_DEFAULTS.read_text())
-    own = {"airflow_admin_user": "admin", **{n: defaults[n] for n in (*checks.PORTS, "airflow_monitoring")},
+    own = {"airflow_admin_user": "admin", **{n: defaults[n] for n in (*checks.PORTS, "airflow_monitoring_enabled")},
            **settings}
     return groups, {h: dict(own) for h in checks.cluster_hosts(groups)}
 
@@ -581,7 +582,7 @@ def test_the_monitoring_ports_take_part_in_the_clash_check(settings, message):
     assert checks.inventory_problems(groups, own, KINDS)[0] == (
         f"{message}: services on one host need different ports: change one of them")
     # without the monitoring, its ports are free
-    groups, own = monitoring_cluster(**settings, airflow_monitoring=False)
+    groups, own = monitoring_cluster(**settings, airflow_monitoring_enabled=False)
     assert checks.inventory_problems(groups, own, KINDS) == []
 
 
@@ -593,3 +594,14 @@ def test_the_monitoring_group_is_a_cluster_group():
     assert checks.monitoring_host({"airflow_master": ["m"]}) == "m"
     assert checks.monitoring_host({"airflow_monitoring": [], "airflow_master": ["m"]}) == "m"
     assert checks.monitoring_host({}) == ""
+
+
+@pytest.mark.parametrize("value", [False, True, "no"])
+def test_the_old_name_of_the_monitoring_switch_is_refused_with_the_new_one(value):
+    # airflow_monitoring is the monitoring host's group; as a variable it would be ignored without a word
+    groups, own = monitoring_cluster(airflow_monitoring=value)
+    found = checks.inventory_problems(groups, own, KINDS)
+    assert found == [f"airflow_monitoring is set (for m, w1, db, mq, mon): the setting is now named "
+                     f"airflow_monitoring_enabled, and airflow_monitoring names only the optional monitoring host's "
+                     f"group: rename the variable in the inventory (airflow_monitoring_enabled: "
+                     f"{checks._shown(value)})"], found

@@ -75,7 +75,7 @@ DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
 # Where Alertmanager sends the alerts ({} for nowhere): the fields of each type, the required ones first.
 RECEIVER = "airflow_alert_receiver"
 RECEIVER_FIELDS = {"webhook": ("type", "url"), "email": ("type", "to", "from", "smarthost", "username", "password")}
-MONITORING_SETTINGS = ("airflow_monitoring", "airflow_prometheus_url_prefix", "airflow_alertmanager_url_prefix",
+MONITORING_SETTINGS = ("airflow_monitoring_enabled", "airflow_prometheus_url_prefix", "airflow_alertmanager_url_prefix",
                        "airflow_prometheus_retention", "airflow_prometheus_scrape_interval", RECEIVER, *RANGES)
 # The team's extra packages (one lock per environment) and the Airflow objects (kept from the master's settings).
 EXTRAS = ("airflow_extra_requirements", "airflow_extra_wheels")
@@ -102,6 +102,9 @@ OTHER_SETTINGS = ("airflow_supported_versions", "nginx_listen_port", "airflow_pi
                   "airflow_pip_ca_bundle", *TLS_FILES, *ALLOW_LISTS, *EXTRAS, *OBJECTS, "airflow_admin_user",
                   "airflow_plugins_source", *SHARED_VOLUMES, *DOWN, "airflow_task_databases", "airflow_db_name",
                   "airflow_db_user")
+# Settings renamed: the old name -> the new one. An inventory that still sets an old name is refused (its value would
+# be silently ignored). airflow_monitoring was both the monitoring host's group and the on/off setting.
+RENAMED = {"airflow_monitoring": "airflow_monitoring_enabled"}
 # nginx's own default port (the nginx role's defaults are not loaded where preflight runs).
 NGINX_PORT = 80
 # The settings host_problems reads, from the host that runs the checks, in the order of its parameters.
@@ -183,7 +186,7 @@ def setting_kinds(specs: dict[str, Any]) -> Kinds:
 def setting_names(kinds: Kinds) -> list[str]:
     """Every setting inventory_problems reads."""
     names = (*CONNECTION, *CLUSTER_WIDE, *kinds.booleans, *PORTS, *COUNTS, *RANGES, *sorted(kinds.choices),
-             *OTHER_SETTINGS)
+             *OTHER_SETTINGS, *RENAMED)
     return list(dict.fromkeys(names))
 
 
@@ -270,6 +273,12 @@ def known_groups(c: Cluster) -> list[str]:
     return [f"group {g} is unknown (a typo?): rename it to one of {', '.join(rules.GROUPS)}"
             for g in sorted(c.groups)
             if g.startswith("airflow_") and g not in rules.GROUPS and g not in rules.DERIVED_GROUPS]
+
+
+def renamed_settings(c: Cluster) -> list[str]:
+    return [f"{v.name} is set (for {v.for_hosts}): the setting is now named {new}, and {old} names only the optional "
+            f"monitoring host's group: rename the variable in the inventory ({new}: {v.shown})"
+            for old, new in RENAMED.items() for v in c.values(old)]
 
 
 def one_master(c: Cluster) -> list[str]:
@@ -819,7 +828,7 @@ def port_clashes(c: Cluster) -> list[str]:
         names += ["airflow_worker_log_server_port"] if h in workers else []
         names += ["airflow_db_port"] if h == postgres else []
         names += ["airflow_redis_port"] if h == redis else []
-        if s.get("airflow_monitoring") is True:
+        if s.get("airflow_monitoring_enabled") is True:
             names += ["airflow_prometheus_port", "airflow_alertmanager_port"] if h == monitoring else []
             names += ["airflow_node_exporter_port"]
             names += ["airflow_metrics_port"] if h == master or h in schedulers or h in workers else []
@@ -836,7 +845,7 @@ def port_clashes(c: Cluster) -> list[str]:
     return problems
 
 
-INVENTORY_CHECKS = (known_groups, one_master, some_worker, master_not_worker, one_database_and_broker,
+INVENTORY_CHECKS = (known_groups, renamed_settings, one_master, some_worker, master_not_worker, one_database_and_broker,
                     one_monitoring_host, workers_down, distinct_ssh_addresses, booleans, ports_and_counts,
                     heartbeat_timeout, supported_version, url_prefixes, prometheus_durations, alert_receiver, choices,
                     package_index, tls_and_allow_lists, extra_requirements, extra_wheels, plugins_and_shared_volumes,
