@@ -6,6 +6,7 @@ Each worker consumes a queue named after its inventory host name; the worker lis
 """
 
 import json
+import os
 import socket
 from pathlib import Path
 
@@ -46,8 +47,9 @@ def cluster_smoke():
 
         @task(task_id=task_id(worker), queue=worker)
         def run_on(expected: str = worker) -> dict:
-            host = socket.gethostname()
-            print(f"cluster_smoke: expected {expected}, ran on {host}")
+            # The worker's name in the cluster (its inventory name, as Airflow records it), and the machine's own.
+            host = os.environ.get("AIRFLOW_CLUSTER_HOSTNAME") or socket.gethostname()
+            print(f"cluster_smoke: expected {expected}, ran on {host} (machine {socket.gethostname()})")
             return {"expected": expected, "host": host}
 
         planned >> run_on()
