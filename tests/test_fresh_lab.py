@@ -27,11 +27,13 @@ from tests.drills import (
     verify_after,
     wait_finished,
 )
-from tests.test_cli_lab import FULL_RUN, cli, lab_secrets, leaks_in
+from tests.test_cli_lab import FULL_RUN, cli, flower_workers, lab_secrets, leaks_in
 
 pytestmark = pytest.mark.lab
 OLD, NEW = "3.3.1", "3.3.2"
 PLUGINS = Path(__file__).parent / "data" / "team" / "plugins"
+# worker2's machine hostname on this lab, unlike its inventory name.
+MACHINE_NAME = "node-b"
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +51,9 @@ def fresh(tmp_path_factory):
         hosts.write_text(yaml.safe_dump(data, sort_keys=False))
         (LAB_INVENTORY / "group_vars").mkdir(exist_ok=True)
         set_version(OLD)
+        # Machines are rarely named as the inventory names them: worker2's own hostname is another.
+        on("worker2", f"echo {MACHINE_NAME} > /etc/hostname; hostname {MACHINE_NAME}; "
+                      f"echo '127.0.1.1 {MACHINE_NAME}' >> /etc/hosts\n")
     yield LAB_INVENTORY, probe_dags(tmp_path_factory.mktemp("fresh"))
     if not reuse and os.environ.get("AIRFLOW_CLUSTER_KEEP_LAB") != "1":
         subprocess.run([str(CLI), "lab", "down"], check=True)
@@ -67,6 +72,13 @@ def test_a_fresh_debian_13_lab_deploys_the_older_version_with_two_schedulers(fre
     assert api_up(lab).call("/version")["version"] == OLD
     for host in ("master", "worker1"):
         assert on(host, "systemctl is-active airflow-scheduler airflow-api-server\n").split() == ["active"] * 2
+    # The cluster knows worker2 by its inventory name, not by the machine's hostname: Flower, status and verify
+    # look for celery@worker2, and Airflow records worker2 as the host of its tasks (logs are fetched by that name).
+    assert on("worker2", "hostname\n").strip() == MACHINE_NAME
+    assert flower_workers(lab).get("celery@worker2") is True, flower_workers(lab)
+    proc = cli("verify", "-i", str(lab))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "cluster_smoke ran on worker1, worker2" in proc.stdout
     # The plugins are on a shared sshfs volume of their own, like the DAGs.
     for host in ("master", "worker1", "worker2"):
         assert on(host, "findmnt -n -o FSTYPE --target /var/lib/airflow/plugins\n").split() == ["fuse.sshfs"]
