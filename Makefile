@@ -4,12 +4,33 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 WORKERS ?= 2
+# Debian packages the control node's virtualenv needs: Debian ships venv's ensurepip apart from python3 (it brings
+# python3 along). Everything pip installs into .venv comes as wheels for Debian 12's and 13's Pythons: no compiler.
+VENV_PACKAGES := python3-venv
 # Host packages the lab needs (debootstrap, systemd-nspawn, squid) and the tools the tests call.
-HOST_PACKAGES := debootstrap systemd-container squid iproute2 openssh-client rsync curl
+LAB_PACKAGES := debootstrap systemd-container squid iproute2 openssh-client rsync curl
+HOST_PACKAGES := $(VENV_PACKAGES) $(LAB_PACKAGES)
+
+# $(call apt_install,PACKAGES): installs those of PACKAGES that dpkg does not list as installed, with apt-get as root;
+# as another user it names them and stops, since apt-get would only fail.
+define apt_install
+@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+if [ -n "$$missing" ]; then \
+  missing=$$(echo $$missing); \
+  if [ "$$(id -u)" != 0 ]; then \
+    echo "Missing Debian packages: $$missing. Install them with: sudo apt-get install -y $$missing"; exit 1; \
+  fi; \
+  echo "Installing host packages: $$missing"; \
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+fi
+endef
 
 .PHONY: help host-deps venv demo lab-up lab-down lint pytest molecule test drills clean lock lock-env benchmark
 
 help:
+	@echo "make venv    the control node's virtualenv .venv/: the CLI (.venv/bin/airflow-cluster), ansible-playbook, the linters"
+	@echo "             (installs $(VENV_PACKAGES) with apt if missing)"
+	@echo "make host-deps  the Debian packages of the virtualenv ($(VENV_PACKAGES)) and of the lab ($(LAB_PACKAGES))"
 	@echo "make demo    lab (1 master + $(WORKERS) workers) + cluster + verify, then print URLs and credentials"
 	@echo "make test    lint + pytest: unit tests, then the lab tests with every fault drill and the benchmarks' short modes (the CI command)"
 	@echo "make drills  only the lab tests: the main lab's, its fault drills and benchmarks, then the fresh lab's drills"
@@ -19,13 +40,11 @@ help:
 	@echo "             on top of the project's lock, into its airflow_extras_lock_dir (commit them)"
 
 host-deps:
-	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "Installing host packages: $$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	$(call apt_install,$(HOST_PACKAGES))
 
+# The venv's Debian packages are checked only when the venv is (re)built: an existing .venv needs none of them.
 $(BIN)/airflow-cluster: pyproject.toml
+	$(call apt_install,$(VENV_PACKAGES))
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'

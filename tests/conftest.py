@@ -75,17 +75,21 @@ MAIN_LAB_FILES = ("test_cli_lab.py", "test_drills.py", "test_benchmarks.py")
 
 
 def pytest_collection_modifyitems(items):
-    """Every test without the lab first, then the main lab's files in MAIN_LAB_FILES order, then the lab tests of
-    other files (the preflight cases that need the lab: on the deployed lab, as before), and tests/test_fresh_lab.py
-    last: it replaces the session's lab with a new one. The sort is stable: within a rank, collection order."""
+    """Every test without the lab first, then tests/test_quick_start.py's (containers of their own, before the lab
+    is up; they build the base images the lab copies), then the main lab's files in MAIN_LAB_FILES order, then the
+    lab tests of other files (the preflight cases that need the lab: on the deployed lab, as before), and
+    tests/test_fresh_lab.py last: it replaces the session's lab with a new one. The sort is stable: within a rank,
+    collection order."""
 
     def rank(item) -> int:
         if item.path.name == "test_fresh_lab.py":
-            return len(MAIN_LAB_FILES) + 2
+            return len(MAIN_LAB_FILES) + 3
         if item.get_closest_marker("lab") is None:
             return 0
+        if item.path.name == "test_quick_start.py":
+            return 1
         if item.path.name in MAIN_LAB_FILES:
-            return 1 + MAIN_LAB_FILES.index(item.path.name)
-        return len(MAIN_LAB_FILES) + 1
+            return 2 + MAIN_LAB_FILES.index(item.path.name)
+        return len(MAIN_LAB_FILES) + 2
 
     items.sort(key=rank)
