@@ -69,7 +69,7 @@ lint: venv
 
 # Every test: the unit tests (seconds), then the lab tests in the order tests/conftest.py sets: the CLI end to end,
 # the main lab's fault drills and the benchmarks' short modes on one Debian 12 lab, then the fresh Debian 13 lab's
-# drills (HA, upgrade, restore). CI's limit is 90 minutes; this took 46 on 2 cores (see README "Tests").
+# drills (HA, upgrade, restore). CI's limit is 90 minutes; docs/tests.md says what runs, docs/benchmarks.md how long.
 pytest: host-deps venv
 	$(BIN)/pytest -q --durations=40
 
@@ -114,7 +114,7 @@ lock-env: venv
 	@if [ -z "$(INVENTORY)" ]; then echo "usage: make lock-env INVENTORY=inventory/<env>"; exit 2; fi
 	$(BIN)/airflow-cluster lock -i $(INVENTORY)
 
-# Deploy benchmarks (a)-(f) on fresh labs, beside their goals: see README "Benchmarks".
+# Deploy benchmarks (a)-(f) on fresh labs, beside their goals: see docs/benchmarks.md.
 benchmark: host-deps venv
 	$(BIN)/python benchmarks/deploy.py
 

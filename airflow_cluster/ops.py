@@ -183,7 +183,7 @@ def cmd_status(args) -> int:
         print("\n".join(lines))
         for f in result.failures:
             print(f"  {f.line()}")
-    # 0 healthy, 3 degraded (the rest works), 4 down (README "The CLI")
+    # 0 healthy, 3 degraded (the rest works), 4 down (docs/operations.md "Status")
     return report.EXIT_CODES[state]
 
 

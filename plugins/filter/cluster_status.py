@@ -182,7 +182,7 @@ def _heartbeats(data: dict) -> tuple[str, bool]:
 # What each cluster role means to the cluster when its host is unreachable: without these, no task runs (down);
 # without the others, the rest works on (degraded).
 ESSENTIAL_ROLES = ("master", "database", "broker")
-# `airflow-cluster status` exit codes (README "The CLI").
+# `airflow-cluster status` exit codes (docs/operations.md "Status").
 EXIT_CODES = {"healthy": 0, "degraded": 3, "down": 4}
 
 
