@@ -67,7 +67,8 @@ lint: venv
 	$(BIN)/ruff check airflow_cluster tests plugins $(wildcard benchmarks)
 	$(BIN)/ansible-lint
 
-# Every test: the unit tests (seconds), then the lab tests in the order tests/conftest.py sets: the CLI end to end,
+# Every test: the unit tests (seconds), then the lab tests in the order tests/conftest.py sets: the quick start on
+# stock Debian 12 and 13 (containers), the CLI end to end,
 # the main lab's fault drills and the benchmarks' short modes on one Debian 12 lab, then the fresh Debian 13 lab's
 # drills (HA, upgrade, restore). CI's limit is 90 minutes; docs/tests.md says what runs, docs/benchmarks.md how long.
 pytest: host-deps venv
