@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import glob
-import importlib.util
 import os
 import re
 import shlex
@@ -208,14 +207,6 @@ def _template_literals(path: Path) -> set[str]:
     return set(re.findall(r"[a-z][a-z0-9_]*", text))
 
 
-def _cluster_groups(root: Path) -> set[str]:
-    path = root / "plugins" / "module_utils" / "cluster_rules.py"
-    spec = importlib.util.spec_from_file_location("_docs_cluster_rules", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return {*mod.GROUPS, *mod.DERIVED_GROUPS}
-
-
 def _file_names(root: Path) -> set[str]:
     """The names of the tree's files (not in .git, .venv or caches)."""
     out = set()
@@ -240,6 +231,7 @@ def known(root: Path = ROOT) -> Known:
     """Read the tree: the CLI parser (airflow_cluster.cli.build_parser), the Makefile's targets, the tags of the
     playbooks and roles, and every variable and name the project defines (see `variable_refs`)."""
     from airflow_cluster.cli import build_parser
+    from airflow_cluster.inventory import rules  # plugins/module_utils/cluster_rules.py: the groups
 
     k = Known(root=root, parser=build_parser())
     k.make_targets = make_targets((root / "Makefile").read_text())
@@ -267,7 +259,8 @@ def known(root: Path = ROOT) -> Known:
     k.names = set(k.variables)
     for path in root.glob("roles/*/templates/**/*.j2"):
         k.names |= _template_literals(path)
-    k.names |= _cluster_groups(root) | set(roles) | k.tags | {p.stem for p in root.glob("plugins/*/*.py")}
+    k.names |= {*rules.GROUPS, *rules.DERIVED_GROUPS} | set(roles) | k.tags
+    k.names |= {p.stem for p in root.glob("plugins/*/*.py")}
     for d in _walk(_load_yaml(root / "inventory" / "sample" / "hosts.yml")):
         k.names.update(d.get("children") or ())  # the sample's groups
     k.basenames = _file_names(root)
