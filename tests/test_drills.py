@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from airflow_cluster.lab import wait_for
 from tests.conftest import CLI, HANDOVER
 from tests.drills import (
     api_up,
@@ -28,6 +29,7 @@ from tests.drills import (
     wait_running,
 )
 from tests.test_cli_lab import cli
+from tests.test_monitoring import host_down_firing, query
 
 pytestmark = pytest.mark.lab
 NAMES = {"10.231.0.21": "worker1", "10.231.0.22": "worker2"}
@@ -95,7 +97,9 @@ def test_drill_restart_redis_and_postgres_under_load(lab):
 @pytest.mark.drill
 def test_drill_power_off_a_worker_mid_task(lab, dags):
     """The worker running a task loses power: a deploy names it as not answering and changes nothing; the
-    scheduler fails the lost try after airflow_task_heartbeat_timeout and the retry succeeds on the other worker."""
+    scheduler fails the lost try after airflow_task_heartbeat_timeout and the retry succeeds on the other worker.
+    Meanwhile the lost worker's HostDown alert fires in Alertmanager, and it clears once the worker is back."""
+    assert not host_down_firing(lab, "worker1") and not host_down_firing(lab, "worker2"), "HostDown fires before"
     api = api_up(lab)
     [run] = trigger(api, 1, 30)
     lost = wait_running(api, run)
@@ -112,9 +116,16 @@ def test_drill_power_off_a_worker_mid_task(lab, dags):
         assert wait_finished(api_up(lab), [run]) == {run: "success"}, tries(api_up(lab), [run])
         ti = task(api_up(lab), run)
         assert ti["hostname"] != lost and ti["try_number"] >= 2
+        wait_for(f"HostDown for {lost} in Alertmanager", lambda: host_down_firing(lab, lost), 240, 5)
+        fired = time.monotonic() - started
     finally:
         subprocess.run([str(CLI), "lab", "start", lost], check=True)
-    verify_after("power off a worker mid-task", started, lab)
+    back = time.monotonic()
+    wait_for(f"HostDown for {lost} to clear", lambda: not host_down_firing(lab, lost)
+             and not query(lab, f'ALERTS{{alertname="HostDown", instance="{lost}"}}'), 240, 5)
+    cleared = time.monotonic() - back
+    verify_after(f"power off a worker mid-task (HostDown fired {fired:.0f} s after, cleared {cleared:.0f} s after "
+                 "the start)", started, lab)
 
 
 @pytest.mark.drill
