@@ -1,33 +1,21 @@
 """The benchmark scripts in their short mode, so that none can rot: on the main lab after tests/test_drills.py (and
 before tests/test_fresh_lab.py replaces it), each runs to the end, exits 0 and prints its figures, which are
-repeated at the end of the pytest run. Their goals are not asserted: speed is the benchmarks' business."""
+repeated at the end of the pytest run (deploy.py --short runs in tests/test_cli_lab.py, right after the second
+deploy, where a re-run has nothing to do). Their goals are not asserted: speed is the benchmarks' business."""
 
 import re
-import subprocess
 
 import pytest
 import yaml
 
-from tests.conftest import BENCH_FIGURES, ROOT
-from tests.test_cli_lab import cli, workers_in
+from tests.conftest import BENCH_FIGURES
+from tests.test_cli_lab import bench, workers_in
 
-PYTHON = ROOT / ".venv" / "bin" / "python"
-NOOP_ROW = re.compile(
-    r"^\(c\) no-op re-run \(s\), changed +- +(?P<seconds>\d+\.\d) \((?P<changed>\d+)\) +<= 15 s, 0 changed +"
-    r"(?P<verdict>met|MISSED)$",
-    re.M,
-)
 PROPAGATION = re.compile(
     r"^DAG propagation over (?P<changes>\d+) changes to (?P<workers>\d+) workers: min (?P<min>\d+\.\d+)s, "
     r"median (?P<median>\d+\.\d+)s, p95 (?P<p95>\d+\.\d+)s, max (?P<max>\d+\.\d+)s$",
     re.M,
 )
-
-
-def bench(*args: str, timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(PYTHON), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
-    print(f"\n$ {PYTHON} {' '.join(args)}  # rc={proc.returncode}\n{proc.stdout}{proc.stderr}")
-    return proc
 
 
 @pytest.mark.parametrize(
@@ -60,23 +48,6 @@ def test_dag_sync_gives_up_on_a_change_that_never_arrives(tmp_path, group_vars, 
     assert master == [f"runuser -u {owner} -- sh -c 'cat > {folder}/.bench_dag_sync.py.tmp && mv "
                       f"{folder}/.bench_dag_sync.py.tmp {probe}'", f"runuser -u {owner} -- rm -f {probe}"]
     assert sum(" -O exit " in f"{line} " for line in log.read_text().splitlines()) == 2  # both shared connections
-
-
-@pytest.mark.lab
-def test_deploy_benchmark_short_times_a_no_op_re_run(lab):
-    # Back to the shipped DAGs (tests/test_drills.py pushed fault_probe), which the re-run publishes.
-    assert cli("dags", "push", "-i", str(lab)).returncode == 0
-    proc = bench("benchmarks/deploy.py", "--short", timeout=900)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
-    row = NOOP_ROW.search(proc.stdout)
-    assert row, proc.stdout[-3000:]
-    assert float(row["seconds"]) > 0 and row["changed"] == "0"
-    assert re.search(r"^ +slowest \d+ task results:\n +\d+\.\d +\S+ +\S", proc.stdout, re.M)
-    assert re.search(r"^ +task time per play \(sum over hosts, s\):\n +\d+\.\d +\S", proc.stdout, re.M)
-    BENCH_FIGURES.append(
-        f"deploy.py --short: no-op re-run {row['seconds']} s, {row['changed']} changed "
-        f"(goal <= 15 s, 0 changed: {row['verdict']})"
-    )
 
 
 @pytest.mark.lab

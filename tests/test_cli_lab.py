@@ -21,7 +21,7 @@ import yaml
 
 from airflow_cluster.lab import LAB_DIR, find_machine, machine_ssh, wait_for
 from benchmarks.deploy import analyse
-from tests.conftest import CLI, LAB_INVENTORY, ROOT
+from tests.conftest import BENCH_FIGURES, CLI, LAB_INVENTORY, ROOT
 
 pytestmark = pytest.mark.lab
 
@@ -32,6 +32,18 @@ API = f"https://{MASTER}/airflow"
 SCAN = ROOT / "tests" / "data" / "probes" / "scan.py"
 # Every task of site.yml, not only the check that stops a re-run with nothing changed (roles/run_state).
 FULL_RUN = '{"airflow_skip_unchanged": false}'
+PYTHON = ROOT / ".venv" / "bin" / "python"
+NOOP_ROW = re.compile(
+    r"^\(c\) no-op re-run \(s\), changed +- +(?P<seconds>\d+\.\d) \((?P<changed>\d+)\) +<= 15 s, 0 changed +"
+    r"(?P<verdict>met|MISSED)$",
+    re.M,
+)
+
+
+def bench(*args: str, timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(PYTHON), *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+    print(f"\n$ {PYTHON} {' '.join(args)}  # rc={proc.returncode}\n{proc.stdout}{proc.stderr}")
+    return proc
 
 
 def tls(inventory: Path = LAB_INVENTORY) -> ssl.SSLContext:
@@ -128,6 +140,22 @@ def test_second_deploy_changes_nothing(lab):
     assert doc["ok"] and doc["failures"] == []
     assert {h: s["changed"] for h, s in doc["hosts"].items()} == dict.fromkeys(doc["hosts"], 0)
     assert "common" in roles_run(Path(doc["run_dir"]))
+
+
+def test_deploy_benchmark_short_times_a_no_op_re_run(lab):
+    # Right after the second deploy, with nothing changed since: the benchmark's (c), a re-run that stops after its
+    # checks (roles/run_state), as an operator's re-run does.
+    proc = bench("benchmarks/deploy.py", "--short", timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    row = NOOP_ROW.search(proc.stdout)
+    assert row, proc.stdout[-3000:]
+    assert float(row["seconds"]) > 0 and row["changed"] == "0"
+    assert re.search(r"^ +slowest \d+ task results:\n +\d+\.\d +\S+ +\S", proc.stdout, re.M)
+    assert re.search(r"^ +task time per play \(sum over hosts, s\):\n +\d+\.\d +\S", proc.stdout, re.M)
+    BENCH_FIGURES.append(
+        f"deploy.py --short: no-op re-run {row['seconds']} s, {row['changed']} changed "
+        f"(goal <= 15 s, 0 changed: {row['verdict']})"
+    )
 
 
 def roles_run(run_dir: Path) -> set[str]:
