@@ -67,12 +67,14 @@ lint: venv
 	$(BIN)/ruff check airflow_cluster tests plugins $(wildcard benchmarks)
 	$(BIN)/ansible-lint
 
-# Every test: the unit tests (seconds), then the lab tests in the order tests/conftest.py sets: the quick start on
-# stock Debian 12 and 13 (containers), the CLI end to end,
-# the main lab's fault drills and the benchmarks' short modes on one Debian 12 lab, then the fresh Debian 13 lab's
-# drills (HA, upgrade, restore). CI's limit is 90 minutes; docs/tests.md says what runs, docs/benchmarks.md how long.
+# Every test: the unit tests (no lab; spread over the cores with pytest-xdist, being mostly CPU-bound ansible-playbook
+# runs of the preflight), then the lab tests in the order tests/conftest.py sets: the quick start on stock Debian 12
+# and 13 (containers), the CLI end to end, the main lab's fault drills and the benchmarks' short modes on one Debian 12
+# lab, then the fresh Debian 13 lab's drills (takeover, HA, upgrade, restore). CI's limit is 90 minutes;
+# docs/tests.md says what runs, docs/benchmarks.md how long.
 pytest: host-deps venv
-	$(BIN)/pytest -q --durations=40
+	$(BIN)/pytest -q -m "not lab" -n auto --durations=10
+	$(BIN)/pytest -q -m lab --durations=40
 
 # The molecule scenarios converge the real playbooks on lab machines (Debian 12/13, rsync/shared). `make test` no
 # longer runs one: tests/test_cli_lab.py + test_drills.py cover Debian 12 with rsync and tests/test_fresh_lab.py
