@@ -25,7 +25,7 @@ fails or changes anything. Times are wall-clock seconds around each CLI command;
 ansible-runner's own `elapsed`. Beside each fresh deploy's wall time the table has the CPU-seconds the machine was
 busy during it (/proc/stat: the control node and every lab machine, which share its kernel); spread over every core,
 the 6-worker deploy's CPU work is the least wall time it can take, shown against the 2-worker deploy's. The install
-phase of a node is the sum of the durations of the tasks from roles/airflow_node/tasks/{check,install}.yml
+phase of a node is the sum of the durations of the tasks from roles/airflow_node/tasks/{check,fetch,install}.yml
 (roles/airflow/tasks/install*.yml in runs before the move) that ran for it (job_events of the run), a task delegated
 to the control node included. An add-worker run must restart nothing on the other hosts: a changed task result
 named "Restart ..." or asking a service to restart on another host is listed and misses the goal. A failed step
@@ -48,7 +48,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 CLI = Path(sys.executable).parent / "airflow-cluster"
 INV = ("-i", "inventory/lab")
-INSTALL_TASK = re.compile(r"roles/(airflow_node/tasks/(check|install)|airflow/tasks/install[^/]*)\.yml:\d+$")
+INSTALL_TASK = re.compile(r"roles/(airflow_node/tasks/(check|fetch|install)|airflow/tasks/install[^/]*)\.yml:\d+$")
 RESULT_EVENTS = {"runner_on_ok", "runner_on_failed", "runner_on_skipped", "runner_on_unreachable"}
 METHODS = {"index": "index+pip", "wheelhouse": "wheelhouse+uv"}
 VENV_ARCHIVES = Path.home() / ".cache" / "airflow-cluster" / "wheels"
