@@ -25,14 +25,16 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-.PHONY: help host-deps venv demo lab-up lab-down lint pytest molecule test drills clean lock lock-env benchmark
+.PHONY: help host-deps venv demo lab-up lab-down lint ruff ansible-lint pytest unit molecule test drills clean lock lock-env benchmark
 
 help:
 	@echo "make venv    the control node's virtualenv .venv/: the CLI (.venv/bin/airflow-cluster), ansible-playbook, the linters"
 	@echo "             (installs $(VENV_PACKAGES) with apt if missing)"
 	@echo "make host-deps  the Debian packages of the virtualenv ($(VENV_PACKAGES)) and of the lab ($(LAB_PACKAGES))"
 	@echo "make demo    lab (1 master + $(WORKERS) workers) + cluster + verify, then print URLs and credentials"
-	@echo "make test    lint + pytest: unit tests, then the lab tests with every fault drill and the benchmarks' short modes (the CI command)"
+	@echo "make test    ruff, then the lab tests with every fault drill and the benchmarks' short modes, with ansible-lint and the"
+	@echo "             tests without a lab beside them at the lowest priority (the CI command)"
+	@echo "make lint    ruff and ansible-lint; make unit: the tests without a lab"
 	@echo "make drills  only the lab tests: the main lab's, its fault drills and benchmarks, then the fresh lab's drills"
 	@echo "make lab-down  remove the lab"
 	@echo "make lock    the project's locks files/locks/airflow-<version>-py<X.Y>.txt (AIRFLOW_VERSION=$(AIRFLOW_VERSION))"
@@ -63,18 +65,34 @@ lab-up: host-deps venv
 lab-down: venv
 	$(BIN)/airflow-cluster lab down
 
-lint: venv
+lint: ruff ansible-lint
+
+ruff: venv
 	$(BIN)/ruff check airflow_cluster tests plugins $(wildcard benchmarks)
+
+ansible-lint: venv
 	$(BIN)/ansible-lint
 
-# Every test: the unit tests (no lab; spread over the cores with pytest-xdist, being mostly CPU-bound ansible-playbook
-# runs of the preflight), then the lab tests in the order tests/conftest.py sets: the quick start on stock Debian 12
+# Every test. The lab tests run one at a time in the order tests/conftest.py sets: the quick start on stock Debian 12
 # and 13 (containers), the CLI end to end, the main lab's fault drills and the benchmarks' short modes on one Debian 12
-# lab, then the fresh Debian 13 lab's drills (takeover, HA, upgrade, restore). CI's limit is 90 minutes;
-# docs/tests.md says what runs, docs/benchmarks.md how long.
+# lab, then the fresh Debian 13 lab's drills (takeover, HA, upgrade, restore). Beside them, at the lowest CPU and I/O
+# priority, ansible-lint and the tests without a lab (pytest-xdist over the cores; mostly CPU-bound ansible-playbook
+# runs of the preflight): the lab tests spend minutes waiting on the cluster (heartbeat timeouts, alerts, drained
+# tasks), and these use the idle cores then instead of running first. Their report follows the lab tests'; any
+# failure fails the target. `make lint` and `make unit` run them alone. CI's limit is 90 minutes; docs/tests.md says
+# what runs, docs/benchmarks.md how long.
 pytest: host-deps venv
+	@side=$$(mktemp); \
+	( nice -n 19 ionice -c 3 $(MAKE) --no-print-directory ansible-lint unit ) > "$$side" 2>&1 & pid=$$!; \
+	$(BIN)/pytest -q -m lab --durations=40; lab=$$?; \
+	wait $$pid; side_rc=$$?; \
+	echo "== ansible-lint and the tests without a lab (run beside the lab tests, at nice 19): exit status $$side_rc"; \
+	cat "$$side"; rm -f "$$side"; \
+	[ $$lab -eq 0 ] && [ $$side_rc -eq 0 ]
+
+# The tests that need no lab, over the cores.
+unit: venv
 	$(BIN)/pytest -q -m "not lab" -n auto --durations=10
-	$(BIN)/pytest -q -m lab --durations=40
 
 # The molecule scenarios converge the real playbooks on lab machines (Debian 12/13, rsync/shared). `make test` no
 # longer runs one: tests/test_cli_lab.py + test_drills.py cover Debian 12 with rsync and tests/test_fresh_lab.py
@@ -86,7 +104,7 @@ molecule: host-deps venv
 	@set -e; for s in $(MOLECULE_SCENARIOS); do \
 	  echo "== molecule test -s $$s"; PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/molecule test -s $$s; done
 
-test: lint pytest
+test: ruff pytest
 
 # Only the lab tests (all of them are in `make test` too), in the order tests/conftest.py sets, on fresh labs.
 drills: host-deps venv

@@ -409,7 +409,7 @@ def test_remove_worker_drains_a_running_task(lab, tmp_path):
     run = api.call("/dags/drain_probe/dagRuns", {"logical_date": None})
     run_id = run["dag_run_id"]
     ti_path = f"/dags/drain_probe/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/sleep_on_spare1"
-    api.wait("the 60 s task to run on spare1", lambda: api.call(ti_path)["state"] == "running", timeout=120)
+    api.wait("the 30 s task to run on spare1", lambda: api.call(ti_path)["state"] == "running", timeout=120)
 
     proc = cli("remove-worker", SPARE[0], "-i", str(lab), "-e", source)
     assert proc.returncode == 0, proc.stdout[-3000:]

@@ -130,10 +130,10 @@ def test_drill_power_off_a_worker_mid_task(lab, dags):
 
 @pytest.mark.drill
 def test_drill_graceful_worker_stop_lets_the_running_task_finish(lab):
-    """systemctl stop of the worker running a 60 s task returns once the task has finished: it succeeds on its
+    """systemctl stop of the worker running a 30 s task returns once the task has finished: it succeeds on its
     first try on that worker, and nothing is marked failed."""
     api = api_up(lab)
-    [run] = trigger(api, 1, 60)
+    [run] = trigger(api, 1, 30)
     busy = wait_running(api, run)
     started = time.monotonic()
     on(busy, "systemctl stop airflow-worker\n", timeout=700)
@@ -142,7 +142,7 @@ def test_drill_graceful_worker_stop_lets_the_running_task_finish(lab):
     assert (ti["state"], ti["hostname"], ti["try_number"]) == ("success", busy, 1)
     assert api.call(run_path(run))["state"] == "success"
     on(busy, "systemctl start airflow-worker\n")
-    verify_after("graceful stop of a worker during a 60 s task", started, lab)
+    verify_after("graceful stop of a worker during a 30 s task", started, lab)
 
 
 def test_backups_run_on_a_timer_keep_the_newest_and_reach_the_control_node(lab):

@@ -1,4 +1,4 @@
-"""drain_probe: one 60-second task on the lab's spare1 worker (tests/test_cli_lab.py removes that worker while
+"""drain_probe: one 30-second task on the lab's spare1 worker (tests/test_cli_lab.py removes that worker while
 the task runs; the task must still succeed). No retries, so a killed task shows as failed."""
 
 import socket
@@ -19,7 +19,7 @@ from airflow.sdk import dag, task
 )
 def drain_probe():
     @task(queue="spare1")
-    def sleep_on_spare1(seconds: int = 60) -> str:
+    def sleep_on_spare1(seconds: int = 30) -> str:
         print(f"drain_probe: sleeping {seconds}s on {socket.gethostname()}")
         time.sleep(seconds)
         return socket.gethostname()
