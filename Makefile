@@ -78,14 +78,13 @@ ansible-lint: venv
 # lab, then the fresh Debian 13 lab's drills (takeover, HA, upgrade, restore). Beside them, at the lowest CPU and I/O
 # priority, ansible-lint and the tests without a lab (pytest-xdist over the cores; mostly CPU-bound ansible-playbook
 # runs of the preflight): the lab tests spend minutes waiting on the cluster (heartbeat timeouts, alerts, drained
-# tasks), and these use the idle cores then instead of running first. In a session of their own whose autogroup is
-# niced too: with the kernel's autogroups, nice alone ranks processes only within their session, and every lab machine
-# is a session of its own. Their report follows the lab tests'; any failure fails the target. `make lint` and
+# tasks), and these use the idle cores then instead of running first (tests/at_idle_priority.sh: a control group of
+# idle CPU weight, since nice alone does not outrank the lab machines). Their report follows the lab tests'; any
+# failure fails the target. `make lint` and
 # `make unit` run them alone. CI's limit is 90 minutes; docs/tests.md says what runs, docs/benchmarks.md how long.
 pytest: host-deps venv
 	@side=$$(mktemp); \
-	setsid sh -c 'echo 19 > /proc/self/autogroup 2>/dev/null; exec nice -n 19 ionice -c 3 "$$@"' side \
-	  $(MAKE) --no-print-directory ansible-lint unit > "$$side" 2>&1 & pid=$$!; \
+	tests/at_idle_priority.sh $(MAKE) --no-print-directory ansible-lint unit > "$$side" 2>&1 & pid=$$!; \
 	$(BIN)/pytest -q -m lab --durations=40; lab=$$?; \
 	wait $$pid; side_rc=$$?; \
 	echo "== ansible-lint and the tests without a lab (run beside the lab tests, at nice 19): exit status $$side_rc"; \

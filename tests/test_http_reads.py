@@ -32,8 +32,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path == "/slow":
-            # Answers only once the other read has arrived: read one after the other, it would give up waiting.
-            together = self.fast_seen.wait(timeout=5)
+            # Answers only once the other read has arrived: read one after the other, it would give up waiting. Long
+            # enough for a machine busy with the lab tests (make test runs this at idle priority beside them).
+            together = self.fast_seen.wait(timeout=50)
             self.answer(200, json.dumps({"together": together}).encode())
         elif self.path == "/fast":
             self.fast_seen.set()
@@ -58,7 +59,7 @@ def server():
 
 
 def test_the_reads_run_at_once(server):
-    got = http_reads.read_all({"slow": {"url": f"{server}/slow"}, "fast": {"url": f"{server}/fast"}})
+    got = http_reads.read_all({"slow": {"url": f"{server}/slow", "timeout": 60}, "fast": {"url": f"{server}/fast"}})
     assert got["slow"] == {"status": 200, "msg": got["slow"]["msg"], "json": {"together": True}}
     assert got["fast"]["json"] == {"ok": True}
 
