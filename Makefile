@@ -80,14 +80,14 @@ ansible-lint: venv
 # runs of the preflight): the lab tests spend minutes waiting on the cluster (heartbeat timeouts, alerts, drained
 # tasks), and these use the idle cores then instead of running first (tests/at_idle_priority.sh: a control group of
 # idle CPU weight, since nice alone does not outrank the lab machines). Their report follows the lab tests'; any
-# failure fails the target. `make lint` and
-# `make unit` run them alone. CI's limit is 90 minutes; docs/tests.md says what runs, docs/benchmarks.md how long.
+# failure fails the target. `make lint` and `make unit` run them alone. CI's limit is 90 minutes; docs/tests.md says
+# what runs, docs/benchmarks.md how long.
 pytest: host-deps venv
 	@side=$$(mktemp); \
 	tests/at_idle_priority.sh $(MAKE) --no-print-directory ansible-lint unit > "$$side" 2>&1 & pid=$$!; \
 	$(BIN)/pytest -q -m lab --durations=40; lab=$$?; \
 	wait $$pid; side_rc=$$?; \
-	echo "== ansible-lint and the tests without a lab (run beside the lab tests, at nice 19): exit status $$side_rc"; \
+	echo "== ansible-lint and the tests without a lab (run beside the lab tests, at idle priority): exit status $$side_rc"; \
 	cat "$$side"; rm -f "$$side"; \
 	[ $$lab -eq 0 ] && [ $$side_rc -eq 0 ]
 
