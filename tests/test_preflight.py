@@ -134,6 +134,32 @@ airflow_connections:
         "untemplatable": True,
     },
     {
+        # pg_hba.conf's keyword "all" as the task database's role would let the workers into every database.
+        "case": "task_database_reserved_user",
+        "files": {"hosts.yml": HOSTS, "group_vars/all.yml": """\
+airflow_task_databases:
+  - name: team_data
+    user: all
+    password: s3cret-team
+"""},
+        "message": f"airflow_task_databases[0] (name 'team_data'): user 'all' {ALL_HOSTS} is reserved by PostgreSQL",
+        "absent": ["s3cret"],
+        "needs_lab": False,
+    },
+    {
+        # A space would end the queue list on the worker's command line and start another option.
+        "case": "queue_name_with_a_space",
+        "files": {"hosts.yml": HOSTS, "group_vars/all.yml": "airflow_worker_extra_queues:\n  - gpu --pool solo\n"},
+        "message": f"airflow_worker_extra_queues[0] is 'gpu --pool solo' {ALL_HOSTS}: a queue name is letters",
+        "needs_lab": False,
+    },
+    {
+        "case": "git_branch_is_an_option",
+        "files": {"hosts.yml": HOSTS, "group_vars/all.yml": "airflow_dags_git_branch: --upload-pack=touch\n"},
+        "message": f"airflow_dags_git_branch is '--upload-pack=touch' {ALL_HOSTS}: name a branch or tag",
+        "needs_lab": False,
+    },
+    {
         # Laid over the lab's inventory: extras, and no lock of them in airflow_extras_lock_dir (<inventory>/locks).
         "case": "extras_without_lock",
         "files": {"group_vars/all.yml": "airflow_extra_requirements:\n  - apache-airflow-providers-http\n"},

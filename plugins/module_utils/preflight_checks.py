@@ -83,6 +83,15 @@ OBJECTS = ("airflow_connections", "airflow_variables", "airflow_pools", "airflow
 # Databases for task code on the metadata database's PostgreSQL: their fields, and what a name and a user may be.
 TASK_DATABASE_FIELDS = ("name", "user", "password")
 PG_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+# Names a task database or its role must not take: PostgreSQL's superuser and built-in databases, pg_hba.conf's
+# keywords (a user "all" there would let the workers into every database), and the pg_ prefix of built-in roles.
+PG_RESERVED = frozenset({"postgres", "template0", "template1", "public", "all", "sameuser", "samerole", "samegroup",
+                         "replication"})
+# What reaches a unit's command line and Redis's users file unquoted: Celery queue names (no space, quote, '%',
+# '*' or ',').
+QUEUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# A git branch or tag for `git clone --branch` (never an option: no leading '-').
+GIT_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}")
 # Settings whose values may be secrets (passwords, variable values): messages name them, never show their values.
 SECRET_VALUES = ("airflow_connections", "airflow_variables", "airflow_users", RECEIVER, "airflow_task_databases")
 # One value for the whole cluster: airflow.cfg is the same file on every node and the hosts reach each other's
@@ -101,7 +110,7 @@ DOWN = ("airflow_workers_down", "airflow_address")
 OTHER_SETTINGS = ("airflow_supported_versions", "nginx_listen_port", "airflow_pip_index_url", "airflow_pip_proxy",
                   "airflow_pip_ca_bundle", *TLS_FILES, *ALLOW_LISTS, *EXTRAS, *OBJECTS, "airflow_admin_user",
                   "airflow_plugins_source", *SHARED_VOLUMES, *DOWN, "airflow_task_databases", "airflow_db_name",
-                  "airflow_db_user")
+                  "airflow_db_user", "airflow_worker_extra_queues", "airflow_dags_git_branch")
 # Settings renamed: the old name -> the new one. An inventory that still sets an old name is refused (its value would
 # be silently ignored). airflow_monitoring was both the monitoring host's group and the on/off setting.
 RENAMED = {"airflow_monitoring": "airflow_monitoring_enabled"}
@@ -755,6 +764,10 @@ def task_databases(c: Cluster) -> list[str]:
                 if isinstance(value, str) and not PG_NAME.fullmatch(value):
                     problems.append(f"{label}: {field} {value!r} (for {e.for_hosts}): use lower-case letters, digits "
                                     "and '_', starting with a letter or '_' (e.g. team_data)")
+                elif isinstance(value, str) and (value in PG_RESERVED or value.startswith("pg_")):
+                    problems.append(f"{label}: {field} {value!r} (for {e.for_hosts}) is reserved by PostgreSQL (its "
+                                    "superuser, a built-in database, a pg_hba.conf keyword or the pg_ prefix): "
+                                    "choose another name, e.g. team_data")
             metadata = {c.settings[h].get("airflow_db_name", "airflow") for h in e.hosts} | {
                 c.settings[h].get("airflow_db_user", "airflow") for h in e.hosts}
             if item.get("name") in metadata or item.get("user") in metadata:
@@ -764,6 +777,23 @@ def task_databases(c: Cluster) -> list[str]:
                 problems.append(f"{label}: password (for {e.for_hosts}) must be a non-empty string (from "
                                 "ansible-vault)")
         problems += _duplicates(e, "name", "task database")
+    return problems
+
+
+def queues_and_git_refs(c: Cluster) -> list[str]:
+    """airflow_worker_extra_queues: names a unit's command line and Redis's users file take unquoted;
+    airflow_dags_git_branch: a branch or tag, never a git option."""
+    problems = []
+    for e in c.values("airflow_worker_extra_queues"):
+        for i, queue in enumerate(e.value if isinstance(e.value, list) else []):
+            if not isinstance(queue, str) or not QUEUE.fullmatch(queue):
+                problems.append(f"airflow_worker_extra_queues[{i}] is {queue!r} (for {e.for_hosts}): a queue name is "
+                                "letters, digits, '_', '.' and '-', starting with a letter or digit (e.g. gpu)")
+    for e in c.values("airflow_dags_git_branch"):
+        ref = e.value
+        if not isinstance(ref, str) or not GIT_REF.fullmatch(ref) or ".." in ref or ref.endswith((".lock", "/")):
+            problems.append(f"airflow_dags_git_branch is {ref!r} (for {e.for_hosts}): name a branch or tag of the "
+                            "repository (letters, digits, '_', '.', '/' and '-', not starting with '-'), e.g. main")
     return problems
 
 
@@ -849,7 +879,8 @@ INVENTORY_CHECKS = (known_groups, renamed_settings, one_master, some_worker, mas
                     one_monitoring_host, workers_down, distinct_ssh_addresses, booleans, ports_and_counts,
                     heartbeat_timeout, supported_version, url_prefixes, prometheus_durations, alert_receiver, choices,
                     package_index, tls_and_allow_lists, extra_requirements, extra_wheels, plugins_and_shared_volumes,
-                    connections, variables, pools, users, task_databases, one_value_per_cluster, port_clashes)
+                    connections, variables, pools, users, task_databases, queues_and_git_refs, one_value_per_cluster,
+                    port_clashes)
 
 
 def inventory_problems(groups, settings, kinds: Kinds, is_file=os.path.isfile, is_dir=os.path.isdir) -> list[str]:
