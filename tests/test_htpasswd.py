@@ -1,9 +1,8 @@
 """The nginx password file entry of the monitoring UIs (plugins/filter/htpasswd.py)."""
 
-import base64
-import hashlib
 import importlib.util
 
+import bcrypt
 import pytest
 
 from tests.conftest import ROOT
@@ -13,20 +12,27 @@ htpasswd = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(htpasswd)
 
 
-def test_entry_is_salted_sha1_that_nginx_checks_and_the_same_on_every_run():
-    entry = htpasswd.htpasswd_ssha("s3cret-password", "admin")
-    user, scheme_hash = entry.split(":", 1)
-    assert user == "admin" and scheme_hash.startswith("{SSHA}")
-    raw = base64.b64decode(scheme_hash.removeprefix("{SSHA}"))
-    digest, salt = raw[:20], raw[20:]
-    # nginx's check: SHA-1 of the password followed by the salt, which follows the digest.
-    assert len(salt) == 8 and hashlib.sha1(b"s3cret-password" + salt).digest() == digest
-    assert htpasswd.htpasswd_ssha("s3cret-password", "admin") == entry
-    assert htpasswd.htpasswd_ssha("other-password", "admin") != entry
+def test_entry_is_bcrypt_that_crypt_checks_and_holds_no_password():
+    entry = htpasswd.htpasswd_bcrypt("s3cret-password", "admin")
+    user, hashed = entry.split(":", 1)
+    assert user == "admin" and hashed.startswith(f"$2b${htpasswd.ROUNDS:02d}$")
+    assert bcrypt.checkpw(b"s3cret-password", hashed.encode())
     assert "s3cret" not in entry
+
+
+def test_the_current_entry_is_kept_while_it_matches_so_a_re_run_changes_nothing():
+    current = htpasswd.htpasswd_bcrypt("s3cret-password", "admin")
+    other_user = htpasswd.htpasswd_bcrypt("s3cret-password", "viewer")
+    text = f"{other_user}\n{current}\n"
+    assert htpasswd.htpasswd_bcrypt("s3cret-password", "admin", text) == current
+    # a new password, another user's entry, an old {SSHA} entry or a damaged one: a new entry
+    for password, found in (("new-password", text), ("s3cret-password", other_user),
+                            ("s3cret-password", "admin:{SSHA}abcd"), ("s3cret-password", "admin:$2b$10$short")):
+        entry = htpasswd.htpasswd_bcrypt(password, "admin", found)
+        assert entry != current and bcrypt.checkpw(password.encode(), entry.split(":", 1)[1].encode())
 
 
 @pytest.mark.parametrize("user", ["", "a:b"])
 def test_a_user_name_nginx_cannot_read_is_refused(user):
     with pytest.raises(ValueError, match="without ':'"):
-        htpasswd.htpasswd_ssha("pw", user)
+        htpasswd.htpasswd_bcrypt("pw", user)

@@ -1,27 +1,35 @@
 """An nginx auth_basic password file entry, for the monitoring UIs behind nginx (roles/nginx).
 
-nginx reads "{SSHA}" entries itself (base64 of SHA-1(password + salt) + salt). The salt is derived from the
-password, so the entry is the same on every run (the file changes only when the password does); the passwords are
-generated, 24 random characters, so neither the salt nor the hash shortens a search. Standard library only: no
-passlib on the control node, and the hosts' crypt(3) is not needed.
+bcrypt (`$2b$`, pyca's maintained `bcrypt` library on the control node), which nginx checks with the host's
+crypt(3) (libxcrypt on Debian 12 and 13). Its salt is random, so the entry would differ on every run: the current
+entry (the file on the host) is kept while it still matches the password, and the file changes only when the password
+does. Cost 10 (about 60 ms per check on one core): nginx checks the entry on every request of the UIs.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import bcrypt
+
+ROUNDS = 10
 
 
-def htpasswd_ssha(password: str, user: str) -> str:
-    """`user:{SSHA}...` for `password`."""
+def htpasswd_bcrypt(password: str, user: str, current: str = "") -> str:
+    """`user:$2b$...` for `password`: the entry of `current` (the file's text) for `user` when it matches the
+    password, else a new one."""
     if not user or ":" in user:
         raise ValueError(f"htpasswd user {user!r}: use a name without ':'")
-    secret = password.encode()
-    salt = hashlib.sha256(b"airflow-cluster htpasswd salt:" + secret).digest()[:8]
-    digest = hashlib.sha1(secret + salt).digest()
-    return f"{user}:{{SSHA}}{base64.b64encode(digest + salt).decode()}"
+    secret = str(password).encode()
+    for line in (current or "").splitlines():
+        name, _, hashed = line.strip().partition(":")
+        if name == user and hashed.startswith("$2b$"):
+            try:
+                if bcrypt.checkpw(secret, hashed.encode()):
+                    return f"{user}:{hashed}"
+            except ValueError:
+                pass
+    return f"{user}:{bcrypt.hashpw(secret, bcrypt.gensalt(rounds=ROUNDS)).decode()}"
 
 
 class FilterModule:
     def filters(self):
-        return {"htpasswd_ssha": htpasswd_ssha}
+        return {"htpasswd_bcrypt": htpasswd_bcrypt}
