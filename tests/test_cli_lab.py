@@ -234,9 +234,10 @@ def test_from_outside_the_cluster_only_ssh_and_https_answer(lab):
     assert scan("worker1", MASTER) == {MASTER: [22, 80, 443, 6379, 8080]}
     assert scan("master", WORKERS[0]) == {WORKERS[0]: [22, 8793, 9100, 9103]}
 
-    # nginx from outside: HTTP redirects to HTTPS; nothing but the login page and health answers without a login
+    # nginx from outside: HTTP redirects to HTTPS; nothing but the login page and health answers without a login, and
+    # the Execution API not at all
     paths = ("/airflow/api/v2/dags", "/airflow/ui/config", "/flower/", "/flower/api/workers", "/airflow/auth/login/",
-             "/prometheus/api/v1/query?query=up", "/alertmanager/api/v2/alerts")
+             "/prometheus/api/v1/query?query=up", "/alertmanager/api/v2/alerts", "/airflow/execution/health")
     urls = [f"http://{MASTER}/airflow/"] + [f"https://{MASTER}{p}" for p in paths]
     proc = machine_ssh(find_machine(SPARE[0]), "python3", "-", *urls, stdin=(SCAN.parent / "http.py").read_text())
     assert proc.returncode == 0, proc.stderr
@@ -249,6 +250,8 @@ def test_from_outside_the_cluster_only_ssh_and_https_answer(lab):
         f"https://{MASTER}/airflow/auth/login/": "200",
         f"https://{MASTER}/prometheus/api/v1/query?query=up": "401",
         f"https://{MASTER}/alertmanager/api/v2/alerts": "401",
+        # the workers' Execution API is not served on the public side
+        f"https://{MASTER}/airflow/execution/health": "403",
     }
 
     # HTTPS with the generated certificate verifies for the master's address; TLS 1.1 and older are refused
