@@ -82,6 +82,16 @@ def test_task_code_on_a_worker_finds_no_secret_it_does_not_need(runs):
         assert report["connect"]["postgres"] in ("ConnectionRefusedError", "TimeoutError"), (worker, report)
 
 
+def test_task_code_on_a_worker_can_plant_no_code(runs):
+    """Issue 31: no folder on sys.path, no __pycache__, nothing in AIRFLOW_HOME takes a new file from task code, and
+    its Python writes no bytecode and keeps the working directory off sys.path."""
+    for worker, report in runs["secrets_probe"].items():
+        written = [path for path, outcome in report["planted"].items() if outcome == "written"]
+        print(f"{worker}: {len(report['planted'])} plants tried, written: {written}; python {report['python']}")
+        assert len(report["planted"]) > 10 and written == [], (worker, report["planted"])
+        assert report["python"] == {"dont_write_bytecode": True, "safe_path": True, "pycache_prefix": None}, worker
+
+
 def test_a_deferred_task_waits_in_the_triggerer_and_resumes_on_its_worker(runs):
     """The triggerer (database, fernet key, [api] secret_key only) runs the trigger; the worker resumes the task."""
     for worker, result in runs["deferral_probe"].items():

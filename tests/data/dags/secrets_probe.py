@@ -2,9 +2,13 @@
 wherever task code can read: every readable file under the usual places, its own environment and every
 /proc/*/environ and cmdline it can read. It never sees a secret in clear: the run's conf carries SHA-256 digests of
 the secrets (name -> digest), and the task reports where a token with one of those digests was found. It also tries
-TCP connections to the metadata database's and the broker's ports (conf "connect": [[name, host, port], ...]).
+TCP connections to the metadata database's and the broker's ports (conf "connect": [[name, host, port], ...]), and
+tries to plant code that a later process would run: a new file in every folder on sys.path (sitecustomize,
+usercustomize, a .pth file, a module), in their __pycache__ folders, in AIRFLOW_HOME (config/airflow_local_settings.py,
+webserver_config.py) and in the bytecode cache folder if one is set. What it writes, it removes at once.
 
-The returned report (XCom) is {worker: {"found": {secret: [where, ...]}, "connect": {name: "open" | error}}}.
+The returned report (XCom) is {worker: {"found": {secret: [where, ...]}, "connect": {name: "open" | error},
+"planted": {path: "written" | error}, "python": {flag: value}}}.
 """
 
 import hashlib
@@ -24,6 +28,9 @@ ROOTS = ("/etc", "/home", "/root", "/opt", "/srv", "/var/lib/airflow", "/var/lib
 SKIP = ("/var/lib/airflow/logs", "/var/lib/airflow/.cache", "/opt/airflow/venv", "/run/systemd/journal")
 TOKEN = re.compile(rb"[A-Za-z0-9_\-=+/.%:@]{12,}")
 MAX_FILE = 2 * 1024 * 1024
+# What the probe tries to create in each folder on sys.path.
+PLANTS = ("sitecustomize.py", "usercustomize.py", "airflow_cluster_plant.pth", "airflow_cluster_plant.py",
+          "__pycache__/airflow_cluster_plant.cpython-3.pyc")
 
 
 def workers() -> list[str]:
@@ -73,6 +80,41 @@ def proc_files():
                     continue
 
 
+def plant_targets() -> list[str]:
+    """Files that, if task code could create them, a later Python or Airflow process would load."""
+    import sys
+
+    home = os.environ.get("AIRFLOW_HOME", "/var/lib/airflow")
+    folders = [p or os.getcwd() for p in sys.path] + [os.getcwd(), home, os.path.join(home, "config")]
+    if sys.pycache_prefix:
+        folders.append(sys.pycache_prefix)
+    targets = [os.path.join(home, "webserver_config.py"), os.path.join(home, "config", "airflow_local_settings.py")]
+    for folder in dict.fromkeys(folders):
+        if os.path.isdir(folder) or folder.endswith("config"):
+            targets += [os.path.join(folder, name) for name in PLANTS]
+    return targets
+
+
+def plant(path: str) -> str:
+    """Create the file (and its folder) if nothing is there; remove what was created. 'written' or the error."""
+    folder = os.path.dirname(path)
+    made_folder = False
+    try:
+        if not os.path.isdir(folder):
+            os.mkdir(folder)
+            made_folder = True
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError as exc:
+        if made_folder:
+            os.rmdir(folder)
+        return type(exc).__name__
+    os.close(fd)
+    os.unlink(path)
+    if made_folder:
+        os.rmdir(folder)
+    return "written"
+
+
 def connect(host: str, port: int) -> str:
     try:
         with socket.create_connection((host, port), timeout=3):
@@ -102,7 +144,13 @@ def secrets_probe():
             for where, data in (*readable_files(), *proc_files()):
                 scan(data, where, wanted, found)
             reached = {name: connect(host, int(port)) for name, host, port in conf.get("connect") or []}
-            report = {"worker": expected, "host": socket.gethostname(), "found": found, "connect": reached}
+            import sys
+
+            planted = {path: plant(path) for path in plant_targets()}
+            flags = {"dont_write_bytecode": sys.dont_write_bytecode, "safe_path": bool(sys.flags.safe_path),
+                     "pycache_prefix": sys.pycache_prefix}
+            report = {"worker": expected, "host": socket.gethostname(), "found": found, "connect": reached,
+                      "planted": planted, "python": flags}
             print(f"secrets_probe: {json.dumps(report, sort_keys=True)}")
             return report
 
