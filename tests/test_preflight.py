@@ -160,6 +160,17 @@ airflow_task_databases:
         "needs_lab": False,
     },
     {
+        # A line break in a value would add any directive to the worker's unit, ExecStartPre= included.
+        "case": "worker_sandbox_adds_a_command",
+        "files": {"hosts.yml": HOSTS, "group_vars/all.yml": """\
+airflow_worker_sandbox:
+  ExecStartPre: /bin/sh -c 'id > /tmp/x'
+  DeviceAllow: "/dev/nvidia0 rw\\nExecStartPost=/bin/true"
+"""},
+        "message": f"airflow_worker_sandbox has 'ExecStartPre' {ALL_HOSTS}: name a systemd sandbox directive",
+        "needs_lab": False,
+    },
+    {
         # Laid over the lab's inventory: extras, and no lock of them in airflow_extras_lock_dir (<inventory>/locks).
         "case": "extras_without_lock",
         "files": {"group_vars/all.yml": "airflow_extra_requirements:\n  - apache-airflow-providers-http\n"},

@@ -90,6 +90,8 @@ PG_RESERVED = frozenset({"postgres", "template0", "template1", "public", "all", 
 # What reaches a unit's command line and Redis's users file unquoted: Celery queue names (no space, quote, '%',
 # '*' or ',').
 QUEUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# A systemd directive's name (airflow_worker_sandbox's keys), and a value: one line, nothing systemd would expand.
+DIRECTIVE = re.compile(r"[A-Z][A-Za-z0-9]{1,63}")
 # A git branch or tag for `git clone --branch` (never an option: no leading '-').
 GIT_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}")
 # Settings whose values may be secrets (passwords, variable values): messages name them, never show their values.
@@ -110,7 +112,8 @@ DOWN = ("airflow_workers_down", "airflow_address")
 OTHER_SETTINGS = ("airflow_supported_versions", "nginx_listen_port", "airflow_pip_index_url", "airflow_pip_proxy",
                   "airflow_pip_ca_bundle", *TLS_FILES, *ALLOW_LISTS, *EXTRAS, *OBJECTS, "airflow_admin_user",
                   "airflow_plugins_source", *SHARED_VOLUMES, *DOWN, "airflow_task_databases", "airflow_db_name",
-                  "airflow_db_user", "airflow_worker_extra_queues", "airflow_dags_git_branch")
+                  "airflow_db_user", "airflow_worker_extra_queues", "airflow_dags_git_branch",
+                  "airflow_worker_sandbox")
 # Settings renamed: the old name -> the new one. An inventory that still sets an old name is refused (its value would
 # be silently ignored). airflow_monitoring was both the monitoring host's group and the on/off setting.
 RENAMED = {"airflow_monitoring": "airflow_monitoring_enabled"}
@@ -797,6 +800,26 @@ def queues_and_git_refs(c: Cluster) -> list[str]:
     return problems
 
 
+def worker_sandbox(c: Cluster) -> list[str]:
+    """airflow_worker_sandbox: systemd directives for a worker's unit, each one line (a line break would add any
+    directive, ExecStartPre included)."""
+    problems = []
+    for e in c.values("airflow_worker_sandbox"):
+        if not isinstance(e.value, Mapping):
+            problems.append(f"airflow_worker_sandbox is {_shown(e.value)} (for {e.for_hosts}): give a mapping of "
+                            "systemd directives, e.g. {DeviceAllow: [/dev/nvidia0 rw], PrivateDevices: false}")
+            continue
+        for name, value in e.value.items():
+            items = value if isinstance(value, list) else [value]
+            if not isinstance(name, str) or not DIRECTIVE.fullmatch(name) or name.startswith("Exec"):
+                problems.append(f"airflow_worker_sandbox has {name!r} (for {e.for_hosts}): name a systemd sandbox "
+                                "directive (e.g. DeviceAllow, ReadWritePaths), not a command")
+            elif not all(v is None or (isinstance(v, (str, int, bool)) and "\n" not in str(v)) for v in items):
+                problems.append(f"airflow_worker_sandbox.{name} (for {e.for_hosts}): each value is one line of text, "
+                                "a number or a boolean")
+    return problems
+
+
 def users(c: Cluster) -> list[str]:
     """airflow_users: username, role and email, the known fields, a FAB role, not the admin user."""
     problems = []
@@ -879,7 +902,8 @@ INVENTORY_CHECKS = (known_groups, renamed_settings, one_master, some_worker, mas
                     one_monitoring_host, workers_down, distinct_ssh_addresses, booleans, ports_and_counts,
                     heartbeat_timeout, supported_version, url_prefixes, prometheus_durations, alert_receiver, choices,
                     package_index, tls_and_allow_lists, extra_requirements, extra_wheels, plugins_and_shared_volumes,
-                    connections, variables, pools, users, task_databases, queues_and_git_refs, one_value_per_cluster,
+                    connections, variables, pools, users, task_databases, queues_and_git_refs, worker_sandbox,
+                    one_value_per_cluster,
                     port_clashes)
 
 
