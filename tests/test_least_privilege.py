@@ -14,7 +14,7 @@ from ansible.plugins.filter.core import FilterModule
 
 from airflow_cluster.lab import find_machine, machine_ssh
 from tests.conftest import ROOT
-from tests.drills import answered, api_up, run_path, wait_finished
+from tests.drills import answered, api_up, on, run_path, wait_finished
 from tests.test_cli_lab import cli
 
 pytestmark = pytest.mark.lab
@@ -90,6 +90,30 @@ def test_task_code_on_a_worker_can_plant_no_code(runs):
         print(f"{worker}: {len(report['planted'])} plants tried, written: {written}; python {report['python']}")
         assert len(report["planted"]) > 10 and written == [], (worker, report["planted"])
         assert report["python"] == {"dont_write_bytecode": True, "safe_path": True, "pycache_prefix": None}, worker
+
+
+# Every unit this project writes, by the role that writes it (the database retention still runs as root: not scored).
+OWN_UNITS = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker",
+             "airflow-flower", "airflow-dag-push", "airflow-dag-watch", "airflow-log-retention",
+             "airflow-celery-queues", "postgresql-backup")
+
+
+def test_every_unit_the_project_writes_is_sandboxed():
+    """Issue 31: `systemd-analyze security` rates each unit this project writes on every node "OK" or better (<= 4.0),
+    as systemd itself reads the written unit."""
+    scores = {}
+    for node in ("master", *WORKERS):
+        out = on(node, "for u in " + " ".join(OWN_UNITS) + "; do\n"
+                 "  [ -f /etc/systemd/system/$u.service ] || continue\n"
+                 "  printf '%s ' $u; systemd-analyze security --no-pager $u.service"
+                 " | sed -n 's/^.*Overall exposure level for .*: \\([0-9.]*\\) .*/\\1/p'\n"
+                 "done\n")
+        scores[node] = {unit: float(score) for unit, score in (line.split() for line in out.splitlines() if line)}
+    print(f"systemd-analyze security: {scores}")
+    assert {"airflow-api-server", "airflow-scheduler", "airflow-worker", "airflow-flower"} <= set(scores["master"]) \
+        | set(scores["worker1"])
+    assert {n: {u: s for u, s in units.items() if s > 4.0} for n, units in scores.items()} == \
+        {n: {} for n in scores}
 
 
 def test_a_deferred_task_waits_in_the_triggerer_and_resumes_on_its_worker(runs):
