@@ -92,9 +92,9 @@ def test_task_code_on_a_worker_can_plant_no_code(runs):
         assert report["python"] == {"dont_write_bytecode": True, "safe_path": True, "pycache_prefix": None}, worker
 
 
-# Every unit this project writes, by the role that writes it (the database retention still runs as root: not scored).
+# Every service unit this project writes (the main lab syncs DAGs with rsync: no git sync unit there).
 OWN_UNITS = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-worker",
-             "airflow-flower", "airflow-dag-push", "airflow-dag-watch", "airflow-log-retention",
+             "airflow-flower", "airflow-dag-push", "airflow-dag-watch", "airflow-log-retention", "airflow-db-retention",
              "airflow-celery-queues", "postgresql-backup")
 
 
