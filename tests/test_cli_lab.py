@@ -233,6 +233,9 @@ def test_from_outside_the_cluster_only_ssh_and_https_answer(lab):
     # PostgreSQL only the hosts whose components use it (the master here), never a worker.
     assert scan("worker1", MASTER) == {MASTER: [22, 80, 443, 6379, 8080]}
     assert scan("master", WORKERS[0]) == {WORKERS[0]: [22, 8793, 9100, 9103]}
+    # A worker's log server answers the api-servers' hosts only: task code on another worker, which holds the same
+    # [api] secret_key, cannot read its logs.
+    assert scan(WORKERS[1], WORKERS[0]) == {WORKERS[0]: [22]}
 
     # nginx from outside: HTTP redirects to HTTPS; nothing but the login page and health answers without a login, and
     # the Execution API not at all
