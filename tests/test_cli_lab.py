@@ -223,6 +223,23 @@ def test_status_shows_every_unit_active_and_every_worker_online(lab):
     assert {u["unit"] for u in units} >= {"airflow-scheduler", "airflow-worker", "airflow-api-server", "nginx"}
 
 
+def test_password_guessing_gets_429_and_a_good_login_works_after_the_window(lab):
+    """nginx rate-limits logins per client address (roles/nginx: nginx_login_rate 30r/m, burst 20): 30 bad passwords
+    in a row from spare1 get 401 then 429; the right password is accepted again within the limiter's window."""
+    password = (lab / "credentials" / "airflow_admin_password").read_text().strip()
+    data = {"url": f"https://{MASTER}/airflow/auth/token", "count": 30, "deadline": 30,
+            "bad": {"username": "admin", "password": "not-the-password"},
+            "good": {"username": "admin", "password": password}}
+    # The password goes on standard input (in the script), never on a command line.
+    probe = f"import json\nDATA = json.loads({json.dumps(data)!r})\n" + (SCAN.parent / "logins.py").read_text()
+    proc = machine_ssh(find_machine(SPARE[0]), "python3", "-", stdin=probe)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout)
+    print(f"30 bad logins from spare1: {got['bad']}; the good one: {got['good']} after {got['good_after']} s")
+    assert set(got["bad"]) == {"401", "429"} and got["bad"]["429"] >= 5, got
+    assert got["good"] == 200, got
+
+
 def test_from_outside_the_cluster_only_ssh_and_https_answer(lab):
     """From spare1 (a lab machine outside the cluster) every TCP port of every node is scanned: only SSH, and nginx
     on the master, accept a connection. From inside the cluster the internal ports do: the scan can tell."""
