@@ -167,7 +167,7 @@ airflow_worker_sandbox:
   ExecStartPre: /bin/sh -c 'id > /tmp/x'
   DeviceAllow: "/dev/nvidia0 rw\\nExecStartPost=/bin/true"
 """},
-        "message": f"airflow_worker_sandbox has 'ExecStartPre' {ALL_HOSTS}: name a systemd sandbox directive",
+        "message": "airflow_worker_sandbox has 'ExecStartPre': set only the sandbox's own directives",
         "needs_lab": False,
     },
     {

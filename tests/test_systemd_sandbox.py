@@ -1,6 +1,6 @@
-"""plugins/filter/systemd_sandbox.py: the [Service] lines that sandbox every unit this project writes. Pure logic, no
-lab; the lab scores the written units with `systemd-analyze security` (tests/test_least_privilege.py), and
-systemd-analyze on this machine scores a unit made of these lines offline."""
+"""plugins/module_utils/systemd_sandbox.py (the systemd_sandbox filter): the [Service] lines that sandbox every unit
+this project writes. Pure logic, no lab; the lab scores the written units with `systemd-analyze security`
+(tests/test_least_privilege.py), and systemd-analyze on this machine scores a unit made of these lines offline."""
 
 import importlib.util
 import shutil
@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import ROOT
 
-_spec = importlib.util.spec_from_file_location("systemd_sandbox", ROOT / "plugins" / "filter" / "systemd_sandbox.py")
+_spec = importlib.util.spec_from_file_location("systemd_sandbox",
+                                               ROOT / "plugins" / "module_utils" / "systemd_sandbox.py")
 sandbox = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sandbox)
 
@@ -47,8 +48,10 @@ def test_writable_paths_and_extra_directives_are_the_units_own():
 @pytest.mark.parametrize(("writable", "extra", "message"), [
     (["logs"], None, "absolute"),
     (["/var/lib/with space"], None, "without spaces"),
-    ([], {"bad-name": "x"}, "not a systemd directive name"),
-    ([], {"ExecStartPre": "/bin/true\nExecStart=/bin/sh"}, "one line"),
+    ([], {"bad-name": "x"}, "set only the sandbox's own directives"),
+    ([], {"ExecStartPre": "/bin/true"}, "set only the sandbox's own directives"),
+    ([], {"User": "root"}, "set only the sandbox's own directives"),
+    ([], {"DeviceAllow": "/dev/nvidia0 rw\nExecStart=/bin/sh"}, "one line"),
 ])
 def test_bad_input_is_refused(writable, extra, message):
     with pytest.raises(sandbox.SandboxError, match=message):

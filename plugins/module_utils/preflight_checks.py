@@ -43,6 +43,8 @@ def _beside(name: str, file: str):
 rules = _beside("airflow_cluster_rules", "cluster_rules.py")
 # The fingerprint of an environment's lock of extra packages, which `airflow-cluster lock` writes too.
 extras = _beside("airflow_cluster_extras_lock", "extras_lock.py")
+# The systemd sandbox of the units, whose openings airflow_worker_sandbox sets.
+sandbox = _beside("airflow_cluster_systemd_sandbox", "systemd_sandbox.py")
 
 # What a choice means, where its name alone does not say it.
 CHOICE_NOTES = {"wheelhouse": "offline install from the control node", "index": "pip on each node"}
@@ -90,8 +92,6 @@ PG_RESERVED = frozenset({"postgres", "template0", "template1", "public", "all", 
 # What reaches a unit's command line and Redis's users file unquoted: Celery queue names (no space, quote, '%',
 # '*' or ',').
 QUEUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-# A systemd directive's name (airflow_worker_sandbox's keys), and a value: one line, nothing systemd would expand.
-DIRECTIVE = re.compile(r"[A-Z][A-Za-z0-9]{1,63}")
 # A git branch or tag for `git clone --branch` (never an option: no leading '-').
 GIT_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}")
 # Settings whose values may be secrets (passwords, variable values): messages name them, never show their values.
@@ -801,23 +801,10 @@ def queues_and_git_refs(c: Cluster) -> list[str]:
 
 
 def worker_sandbox(c: Cluster) -> list[str]:
-    """airflow_worker_sandbox: systemd directives for a worker's unit, each one line (a line break would add any
-    directive, ExecStartPre included)."""
-    problems = []
-    for e in c.values("airflow_worker_sandbox"):
-        if not isinstance(e.value, Mapping):
-            problems.append(f"airflow_worker_sandbox is {_shown(e.value)} (for {e.for_hosts}): give a mapping of "
-                            "systemd directives, e.g. {DeviceAllow: [/dev/nvidia0 rw], PrivateDevices: false}")
-            continue
-        for name, value in e.value.items():
-            items = value if isinstance(value, list) else [value]
-            if not isinstance(name, str) or not DIRECTIVE.fullmatch(name) or name.startswith("Exec"):
-                problems.append(f"airflow_worker_sandbox has {name!r} (for {e.for_hosts}): name a systemd sandbox "
-                                "directive (e.g. DeviceAllow, ReadWritePaths), not a command")
-            elif not all(v is None or (isinstance(v, (str, int, bool)) and "\n" not in str(v)) for v in items):
-                problems.append(f"airflow_worker_sandbox.{name} (for {e.for_hosts}): each value is one line of text, "
-                                "a number or a boolean")
-    return problems
+    """airflow_worker_sandbox: openings of a worker's systemd sandbox, by the sandbox's own rules (a directive that
+    runs a command or loads a file, or a value with a line break, which would add any directive, is refused)."""
+    return [f"{problem} (for {e.for_hosts})" for e in c.values("airflow_worker_sandbox")
+            for problem in sandbox.extra_problems(e.value, "airflow_worker_sandbox")]
 
 
 def users(c: Cluster) -> list[str]:
