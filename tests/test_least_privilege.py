@@ -29,6 +29,7 @@ FORBIDDEN = ("postgres_password", "jwt_secret", "flower_password", "redis_passwo
 NEEDED = ("api_secret_key", "redis_worker_password")
 # The fixture DAGs (tests/data/dags) and the prefix of their task on each worker.
 PROBES = {"secrets_probe": "probe", "deferral_probe": "defer"}
+# The fixture's keys besides PROBES: the parse-time report and the workers' processes before and after.
 
 
 def digests(lab) -> dict[str, str]:
@@ -49,6 +50,12 @@ def runs(lab, tmp_path_factory) -> dict[str, dict]:
     shutil.copytree(ROOT / "files" / "dags", dags)
     for probe in PROBES:
         shutil.copy(ROOT / "tests" / "data" / "dags" / f"{probe}.py", dags)
+    # secrets_probe also searches at parse time, in the dag-processor (its report is the DAG's documentation)
+    probe_file = dags / "secrets_probe.py"
+    empty = "PARSE_DIGESTS: dict[str, str] = {}"
+    assert empty in probe_file.read_text()
+    probe_file.write_text(probe_file.read_text().replace(empty, f"PARSE_DIGESTS = {digests(lab)!r}"))
+    workers_before = worker_processes()
     assert cli("dags", "push", "-i", str(lab), "--source", str(dags)).returncode == 0
     api = api_up(lab)
     try:
@@ -56,7 +63,8 @@ def runs(lab, tmp_path_factory) -> dict[str, dict]:
             api.wait(f"{probe} to be parsed",
                      lambda p=probe: answered(lambda: api.call(f"/dags?dag_id_pattern={p}")["total_entries"]),
                      timeout=120)
-        conf = {"secrets_probe": {"digests": digests(lab), "connect": [["postgres", MASTER_ADDRESS, 5432]]},
+        conf = {"secrets_probe": {"digests": digests(lab), "connect": [["postgres", MASTER_ADDRESS, 5432]],
+                                  "broadcast": ["shutdown"]},
                 "deferral_probe": {}}
         started = {p: api.call(f"/dags/{p}/dagRuns", {"logical_date": None, "conf": conf[p]})["dag_run_id"]
                    for p in PROBES}
@@ -67,9 +75,44 @@ def runs(lab, tmp_path_factory) -> dict[str, dict]:
             values = {w: api.call(f"{run_path(run, probe)}/taskInstances/{task}_{w}/xcomEntries/return_value")
                       ["value"] for w in WORKERS}
             out[probe] = {w: v if isinstance(v, dict) else json.loads(v) for w, v in values.items()}
+        out["parse"] = json.loads(api.call("/dags/secrets_probe/details")["doc_md"])
+        out["workers"] = {"before": workers_before, "after": worker_processes()}
         return out
     finally:
         assert cli("dags", "push", "-i", str(lab)).returncode == 0  # back to the shipped DAGs
+
+
+def worker_processes() -> dict[str, str]:
+    """Each worker's Celery main process and its unit's restarts (systemd's MainPID and NRestarts)."""
+    return {w: on(w, "systemctl show -p MainPID -p NRestarts --value airflow-worker | paste -sd ' '").strip()
+            for w in WORKERS}
+
+
+def test_a_task_cannot_stop_the_workers_with_a_broadcast(runs):
+    """Issue 31: task code broadcasting Celery's shutdown with its worker's broker user (which stopped every worker
+    before) is refused by the broker, and every worker keeps its process (same MainPID, no restart)."""
+    for worker, report in runs["secrets_probe"].items():
+        print(f"{worker}: broadcast {report['broadcast']}")
+        assert report["broadcast"]["shutdown"] != "sent" and "NOPERM" in report["broadcast"]["shutdown"], report
+    print(f"workers (MainPID NRestarts): {runs['workers']}")
+    assert runs["workers"]["after"] == runs["workers"]["before"]
+
+
+# What the dag-processor holds (database URL and fernet key: it writes the parsed DAGs, Airflow 3.3), and no more.
+PARSE_NEEDED = ("postgres_password", "fernet_key")
+
+
+def test_dag_code_at_parse_time_finds_only_the_dag_processors_secrets(runs):
+    """Issue 31: the top-level code of a DAG file runs in the dag-processor, as an account apart from the api-server,
+    the scheduler and Flower: it finds no JWT secret, no Flower or Redis password, no [api] secret_key, and plants
+    nothing."""
+    report = runs["parse"]
+    found = {name.split(" ")[0]: where for name, where in report["found"].items()}
+    written = [path for path, outcome in report["planted"].items() if outcome == "written"]
+    print(f"parse time (uid {report['user']}): found {report['found']}; {len(report['planted'])} plants, "
+          f"written: {written}")
+    assert set(found) <= set(PARSE_NEEDED), report["found"]
+    assert len(report["planted"]) > 10 and written == [], report["planted"]
 
 
 def test_task_code_on_a_worker_finds_no_secret_it_does_not_need(runs):

@@ -55,3 +55,13 @@ def test_a_line_that_is_not_a_user_is_refused_without_showing_its_digest():
     with pytest.raises(ValueError) as err:
         acl.redis_acl_setuser(["admin on #0123abcd ~*"])
     assert "0123abcd" not in str(err.value)
+
+
+def test_a_selector_adds_a_command_on_its_own_channels_only():
+    """The workers' user: PUBLISH on the events' and results' channels through a selector, nowhere else."""
+    worker = dict(WORKER, commands="-@all +@pubsub -publish",
+                  selectors=["+publish  &/0.celeryev/* &celery-task-meta-*"])
+    line = acl.redis_acl_lines([worker], "adminPassw0rd1234")[-1]
+    assert line.endswith("resetchannels &/0.celery.pidbox -@all +@pubsub -publish "
+                         "(+publish &/0.celeryev/* &celery-task-meta-*)")
+    assert acl.redis_acl_setuser([line])[0].endswith("(+publish &/0.celeryev/* &celery-task-meta-*)")

@@ -22,9 +22,11 @@ from airflow_cluster.lab import find_machine, machine_ssh
 from tests.conftest import ROOT, TEAM_FIGURES
 from tests.drills import answered, api_up, probe_dags, run_path, source_var, trigger, unit_pids, wait_finished
 from tests.test_cli_lab import API, FULL_RUN, cli, lab_secrets, leaks_in, tls
+from tests.test_least_privilege import digests
 
 pytestmark = pytest.mark.lab
 TEAM = ROOT / "tests" / "data" / "team"
+PROBE_FILE = ROOT / "tests" / "data" / "dags" / "secrets_probe.py"
 WORKERS = ("worker1", "worker2")
 NODES = ("master", *WORKERS)
 VAULT_VIEWER_PASSWORD = "Vaulted-Viewer-Secret-7291"  # the test's own vault value
@@ -54,11 +56,11 @@ def build_wheel(folder: Path) -> Path:
     return wheel
 
 
-def team_vars(wheels: Path, extras: list[str]) -> str:
+def team_vars(wheels: Path, plugins: Path, extras: list[str]) -> str:
     return json.dumps({
         "airflow_extra_requirements": extras,
         "airflow_extra_wheels": str(wheels),
-        "airflow_plugins_source": str(TEAM / "plugins"),
+        "airflow_plugins_source": str(plugins),
         # The team's own database on the cluster's PostgreSQL: the workers may reach it, never the metadata database.
         "airflow_task_databases": [{"name": "team_data", "user": "team", "password": "{{ vault_team_db_password }}"}],
         "airflow_connections": [{
@@ -84,6 +86,12 @@ def team(lab, tmp_path_factory):
     build_wheel(wheels)
     dags = probe_dags(tmp)
     shutil.copy(TEAM / "dags" / "team_dag.py", dags)
+    # The team's plugin, and a hostile trigger shipped the same way (tests/data/dags/secrets_probe.py: ProbeTrigger,
+    # which its DAG secrets_probe_trigger defers to)
+    plugins = tmp / "plugins"
+    shutil.copytree(TEAM / "plugins", plugins)
+    for folder in (dags, plugins):
+        shutil.copy(PROBE_FILE, folder)
     group_vars = lab / "group_vars" / "all"
     group_vars.mkdir(parents=True, exist_ok=True)
     vault_pass = tmp / "vault-pass"
@@ -94,14 +102,14 @@ def team(lab, tmp_path_factory):
     subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-vault"), "encrypt", "--vault-password-file",
                     str(vault_pass), str(vault_file)], check=True, capture_output=True)
     os.environ["ANSIBLE_VAULT_PASSWORD_FILE"] = str(vault_pass)
-    yield {"lab": lab, "dags": dags, "wheels": wheels, "vars": group_vars / "team.yml"}
+    yield {"lab": lab, "dags": dags, "wheels": wheels, "plugins": plugins, "vars": group_vars / "team.yml"}
     os.environ.pop("ANSIBLE_VAULT_PASSWORD_FILE", None)
     shutil.rmtree(group_vars, ignore_errors=True)
     shutil.rmtree(lab / "locks", ignore_errors=True)
 
 
 def lock_and_deploy(team, extras: list[str], figure: str) -> dict:
-    team["vars"].write_text(team_vars(team["wheels"], extras))
+    team["vars"].write_text(team_vars(team["wheels"], team["plugins"], extras))
     started = time.monotonic()
     proc = cli("lock", "-i", str(team["lab"]))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -154,6 +162,31 @@ def test_the_team_dag_runs_on_every_worker_with_its_connection_variable_plugin_a
         assert greet == {"text": VAULT_GREETING.upper() + "!", "host": worker}
     first, second = sorted((tis["pooled_1"], tis["pooled_2"]), key=lambda t: t["start_date"])
     assert first["end_date"] <= second["start_date"], (first, second)
+
+
+# The triggerer's own secrets (the database URL and the fernet key: it reads and writes the triggers; [api] secret_key:
+# its log server), all that a trigger may find.
+TRIGGER_NEEDED = ("postgres_password", "fernet_key", "api_secret_key")
+
+
+def test_a_hostile_trigger_finds_only_the_triggerers_secrets(team):
+    """Issue 31: a team's trigger runs in the triggerer, as the DAG code account (apart from the api-server, the
+    scheduler and Flower): it finds no JWT secret, no Flower or Redis password, and plants nothing."""
+    api = api_up(team["lab"])
+    api.wait("secrets_probe_trigger to be parsed", lambda: answered(
+        lambda: api.call("/dags?dag_id_pattern=secrets_probe_trigger")["total_entries"]), timeout=180)
+    run = api.call("/dags/secrets_probe_trigger/dagRuns",
+                   {"logical_date": None, "conf": {"digests": digests(team["lab"])}})["dag_run_id"]
+    assert wait_finished(api, [run], timeout=300, dag_id="secrets_probe_trigger") == {run: "success"}
+    report = api.call(f"{run_path(run, 'secrets_probe_trigger')}/taskInstances/trigger_probe/xcomEntries/"
+                      "return_value")["value"]
+    report = report if isinstance(report, dict) else json.loads(report)
+    found = {name.split(" ")[0] for name in report["found"]}
+    written = [path for path, outcome in report["planted"].items() if outcome == "written"]
+    print(f"in the triggerer (uid {report['user']}): found {report['found']}; {len(report['planted'])} plants, "
+          f"written: {written}")
+    assert found <= set(TRIGGER_NEEDED), report["found"]
+    assert len(report["planted"]) > 10 and written == [], report["planted"]
 
 
 PG_TRY = """import sys, psycopg2

@@ -7,8 +7,13 @@ tries to plant code that a later process would run: a new file in every folder o
 usercustomize, a .pth file, a module), in their __pycache__ folders, in AIRFLOW_HOME (config/airflow_local_settings.py,
 webserver_config.py) and in the bytecode cache folder if one is set. What it writes, it removes at once.
 
+It also broadcasts the Celery remote-control commands the conf names ("broadcast": ["shutdown"]) with its worker's
+broker user. With PARSE_DIGESTS filled in, the dag-processor runs the same search and plants at parse time, and the
+DAG's documentation is that report. And secrets_probe_trigger runs them in the triggerer (ProbeTrigger), where this
+file is also a plugin.
+
 The returned report (XCom) is {worker: {"found": {secret: [where, ...]}, "connect": {name: "open" | error},
-"planted": {path: "written" | error}, "python": {flag: value}}}.
+"planted": {path: "written" | error}, "python": {flag: value}, "broadcast": {command: "sent" | error}}}.
 """
 
 import hashlib
@@ -19,7 +24,8 @@ import socket
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import dag, task
+from airflow.sdk import BaseOperator, dag, task
+from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 CLUSTER_FILE = Path("/etc/airflow/cluster.json")
 # Where task code might find secrets: configuration, the airflow user's home, systemd's runtime files, temp files.
@@ -123,6 +129,47 @@ def connect(host: str, port: int) -> str:
         return type(exc).__name__
 
 
+def report(digests: dict[str, str], targets: list) -> dict:
+    """What this process can read and write: the secrets found (by digest), the TCP connections made, the plants."""
+    import sys
+
+    wanted = {digest: name for name, digest in digests.items()}
+    found: dict[str, list[str]] = {}
+    scan("\n".join(f"{k}={v}" for k, v in os.environ.items()).encode(), "own environment", wanted, found)
+    for where, data in (*readable_files(), *proc_files()):
+        scan(data, where, wanted, found)
+    reached = {name: connect(host, int(port)) for name, host, port in targets}
+    planted = {path: plant(path) for path in plant_targets()}
+    flags = {"dont_write_bytecode": sys.dont_write_bytecode, "safe_path": bool(sys.flags.safe_path),
+             "pycache_prefix": sys.pycache_prefix}
+    return {"host": socket.gethostname(), "user": os.getuid(), "found": found, "connect": reached,
+            "planted": planted, "python": flags}
+
+
+# At parse time (issue 31): the test pushes this file with PARSE_DIGESTS filled in (name -> SHA-256), so that the
+# dag-processor runs the same probe in this file's top-level code; its report is the DAG's documentation.
+PARSE_DIGESTS: dict[str, str] = {}
+PARSE_REPORT = json.dumps(report(PARSE_DIGESTS, []), sort_keys=True) if PARSE_DIGESTS else ""
+
+
+def broadcast(commands: list[str]) -> dict:
+    """Send each Celery remote-control command to every worker with the broker user this task's worker holds (its
+    environment): "sent" or the error. Broadcasting "shutdown" stopped every worker of the cluster before issue 31."""
+    out = {}
+    if not commands:
+        return out
+    from celery import Celery
+
+    app = Celery(broker=os.environ.get("AIRFLOW__CELERY__BROKER_URL", ""))
+    for command in commands:
+        try:
+            app.control.broadcast(command)
+            out[command] = "sent"
+        except Exception as exc:  # the broker's refusal (NOPERM) comes as a kombu/redis error
+            out[command] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    return out
+
+
 @dag(
     dag_id="secrets_probe",
     schedule=None,
@@ -130,7 +177,7 @@ def connect(host: str, port: int) -> str:
     catchup=False,
     is_paused_upon_creation=False,
     tags=["airflow-cluster", "test"],
-    doc_md=__doc__,
+    doc_md=PARSE_REPORT or __doc__,
 )
 def secrets_probe():
     for worker in workers():
@@ -138,23 +185,54 @@ def secrets_probe():
         @task(task_id=f"probe_{worker.replace('-', '_').replace('.', '_')}", queue=worker)
         def probe(expected: str = worker, **context) -> dict:
             conf = context["dag_run"].conf or {}
-            wanted = {digest: name for name, digest in (conf.get("digests") or {}).items()}
-            found: dict[str, list[str]] = {}
-            scan("\n".join(f"{k}={v}" for k, v in os.environ.items()).encode(), "own environment", wanted, found)
-            for where, data in (*readable_files(), *proc_files()):
-                scan(data, where, wanted, found)
-            reached = {name: connect(host, int(port)) for name, host, port in conf.get("connect") or []}
-            import sys
-
-            planted = {path: plant(path) for path in plant_targets()}
-            flags = {"dont_write_bytecode": sys.dont_write_bytecode, "safe_path": bool(sys.flags.safe_path),
-                     "pycache_prefix": sys.pycache_prefix}
-            report = {"worker": expected, "host": socket.gethostname(), "found": found, "connect": reached,
-                      "planted": planted, "python": flags}
-            print(f"secrets_probe: {json.dumps(report, sort_keys=True)}")
-            return report
+            out = {"worker": expected, **report(conf.get("digests") or {}, conf.get("connect") or []),
+                   "broadcast": broadcast(conf.get("broadcast") or [])}
+            print(f"secrets_probe: {json.dumps(out, sort_keys=True)}")
+            return out
 
         probe()
 
 
 secrets_probe()
+
+
+class ProbeTrigger(BaseTrigger):
+    """The probe as a trigger (a team's hostile trigger): the triggerer runs the search and the plants, and the task
+    that deferred gets the report. The triggerer imports it from the plugins folder, where tests/test_team_dags.py
+    puts a copy of this file (hence the classpath)."""
+
+    def __init__(self, digests: dict[str, str]):
+        super().__init__()
+        self.digests = digests
+
+    def serialize(self):
+        return "secrets_probe.ProbeTrigger", {"digests": self.digests}
+
+    async def run(self):
+        import asyncio
+
+        yield TriggerEvent(await asyncio.to_thread(report, self.digests, []))
+
+
+class DeferToTheProbe(BaseOperator):
+    def execute(self, context):
+        digests = (context["dag_run"].conf or {}).get("digests") or {}
+        self.defer(trigger=ProbeTrigger(digests), method_name="resume")
+
+    def resume(self, context, event=None):
+        return event
+
+
+@dag(
+    dag_id="secrets_probe_trigger",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    is_paused_upon_creation=False,
+    tags=["airflow-cluster", "test"],
+)
+def secrets_probe_trigger():
+    DeferToTheProbe(task_id="trigger_probe")
+
+
+secrets_probe_trigger()
