@@ -16,27 +16,33 @@ from airflow_cluster.lab import find_machine, machine_ssh
 from tests.conftest import ROOT
 from tests.drills import answered, api_up, on, run_path, wait_finished
 from tests.test_cli_lab import cli
+from tests.test_redis_acl import acl as redis_acl
 
 pytestmark = pytest.mark.lab
 WORKERS = ("worker1", "worker2")
 MASTER_ADDRESS = "10.231.0.10"
 # Secrets task code must not find on a worker (credentials/ file names; redis_password is the Redis admin's, the
-# default user is off). The workers' own Redis user (broker and results) and [api] secret_key (their log servers check
-# the api-server's log-fetch tokens with it) are needed there: reported, not refused.
+# default user is off; redis_worker_password is the secret each worker's own Redis password is derived from). The
+# worker's own Redis password (broker and results) and [api] secret_key (their log servers check the api-server's
+# log-fetch tokens with it) are needed there: reported, not refused; another worker's Redis password is refused.
 FORBIDDEN = ("postgres_password", "jwt_secret", "flower_password", "redis_password", "redis_scheduler_password",
              "redis_flower_password", "redis_monitor_password", "fernet_key", "airflow_admin_password",
-             "monitoring_password")
-NEEDED = ("api_secret_key", "redis_worker_password")
+             "monitoring_password", "redis_worker_password")
+NEEDED = ("api_secret_key",)
 # The fixture DAGs (tests/data/dags) and the prefix of their task on each worker.
 PROBES = {"secrets_probe": "probe", "deferral_probe": "defer"}
 # The fixture's keys besides PROBES: the parse-time report and the workers' processes before and after.
 
 
 def digests(lab) -> dict[str, str]:
-    """name -> SHA-256 of each secret (and of the fernet key without its '=' padding, as a URL part shows it)."""
+    """name -> SHA-256 of each secret (and of the fernet key without its '=' padding, as a URL part shows it), and of
+    each worker's own Redis password ("redis_worker_password@<worker>", derived from redis_worker_password)."""
+    values = {name: (lab / "credentials" / name).read_text().strip() for name in (*FORBIDDEN, *NEEDED)}
+    for worker in WORKERS:
+        values[f"redis_worker_password@{worker}"] = redis_acl.redis_worker_user(
+            worker, values["redis_worker_password"])["password"]
     out = {}
-    for name in (*FORBIDDEN, *NEEDED):
-        value = (lab / "credentials" / name).read_text().strip()
+    for name, value in values.items():
         out[name] = hashlib.sha256(value.encode()).hexdigest()
         if value.rstrip("=") != value:
             out[f"{name} (unpadded)"] = hashlib.sha256(value.rstrip("=").encode()).hexdigest()
@@ -98,6 +104,15 @@ def test_a_task_cannot_stop_the_workers_with_a_broadcast(runs):
     assert runs["workers"]["after"] == runs["workers"]["before"]
 
 
+def test_a_task_reads_only_the_queues_its_worker_consumes(runs):
+    """Issue 31: each worker has a Redis user of its own; task code, which holds it, reads its worker's queue and is
+    refused the other workers' (whose messages carry other tasks' tokens)."""
+    for worker, report in runs["secrets_probe"].items():
+        print(f"{worker}: queues {report['queues']}")
+        assert report["queues"][worker] == "read", report["queues"]
+        assert all("NOPERM" in report["queues"][w] for w in WORKERS if w != worker), report["queues"]
+
+
 # What the dag-processor holds (database URL and fernet key: it writes the parsed DAGs, Airflow 3.3), and no more.
 PARSE_NEEDED = ("postgres_password", "fernet_key")
 
@@ -121,7 +136,8 @@ def test_task_code_on_a_worker_finds_no_secret_it_does_not_need(runs):
         print(f"{worker}: found {report['found']}; connect {report['connect']}")
     for worker, report in reports.items():
         found = {name.split(" ")[0]: where for name, where in report["found"].items()}
-        assert not {n: found[n] for n in FORBIDDEN if n in found}, (worker, report)
+        others = [f"redis_worker_password@{w}" for w in WORKERS if w != worker]
+        assert not {n: found[n] for n in (*FORBIDDEN, *others) if n in found}, (worker, report)
         assert report["connect"]["postgres"] in ("ConnectionRefusedError", "TimeoutError"), (worker, report)
 
 

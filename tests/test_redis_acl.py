@@ -65,3 +65,12 @@ def test_a_selector_adds_a_command_on_its_own_channels_only():
     assert line.endswith("resetchannels &/0.celery.pidbox -@all +@pubsub -publish "
                          "(+publish &/0.celeryev/* &celery-task-meta-*)")
     assert acl.redis_acl_setuser([line])[0].endswith("(+publish &/0.celeryev/* &celery-task-meta-*)")
+
+
+def test_each_worker_has_its_own_password_derived_from_the_workers_secret():
+    one, two = acl.redis_worker_user("worker1", "s3cret-base"), acl.redis_worker_user("worker2", "s3cret-base")
+    assert one["user"] == "airflow-worker-worker1" and two["user"] == "airflow-worker-worker2"
+    assert len(one["password"]) == 43 and one["password"] != two["password"]
+    assert acl.redis_worker_user("worker1", "s3cret-base") == one  # the same on every run
+    assert acl.redis_worker_user("worker1", "rotated") != one  # rotating the secret changes it
+    assert "s3cret" not in one["password"]

@@ -10,7 +10,9 @@ Pure functions: tests/test_redis_acl.py.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 from collections.abc import Iterable, Mapping
 
 DEFAULT_OFF = "user default off resetpass resetkeys resetchannels -@all"
@@ -38,6 +40,14 @@ def redis_acl_lines(users: Iterable[Mapping], admin_password: str, kept: Iterabl
     return lines
 
 
+def redis_worker_user(host: str, workers_secret: str) -> dict[str, str]:
+    """A worker's own Redis user: airflow-worker-<host>, with a password derived from the workers' secret
+    (credentials/redis_worker_password) and the host's name, so that each worker, and the task code on it, holds its
+    own password only, and rotating that one secret gives every worker a new one."""
+    mac = hmac.new(str(workers_secret).encode(), f"airflow-cluster redis worker {host}".encode(), hashlib.sha256)
+    return {"user": f"airflow-worker-{host}", "password": base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")}
+
+
 def redis_acl_setuser(lines: Iterable[str]) -> list[str]:
     """One `ACL SETUSER <name> reset <rules>` per users-file line: the user ends with exactly the line's rules."""
     commands = []
@@ -57,4 +67,4 @@ def redis_acl_names(lines: Iterable[str]) -> list[str]:
 class FilterModule:
     def filters(self):
         return {"redis_acl_lines": redis_acl_lines, "redis_acl_setuser": redis_acl_setuser,
-                "redis_acl_names": redis_acl_names}
+                "redis_acl_names": redis_acl_names, "redis_worker_user": redis_worker_user}

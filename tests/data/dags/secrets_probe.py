@@ -8,12 +8,13 @@ usercustomize, a .pth file, a module), in their __pycache__ folders, in AIRFLOW_
 webserver_config.py) and in the bytecode cache folder if one is set. What it writes, it removes at once.
 
 It also broadcasts the Celery remote-control commands the conf names ("broadcast": ["shutdown"]) with its worker's
-broker user. With PARSE_DIGESTS filled in, the dag-processor runs the same search and plants at parse time, and the
-DAG's documentation is that report. And secrets_probe_trigger runs them in the triggerer (ProbeTrigger), where this
-file is also a plugin.
+broker user, and reads every worker's queue with it. With PARSE_DIGESTS filled in, the dag-processor runs the same
+search and plants at parse time, and the DAG's documentation is that report. And secrets_probe_trigger runs them in
+the triggerer (ProbeTrigger), where this file is also a plugin.
 
 The returned report (XCom) is {worker: {"found": {secret: [where, ...]}, "connect": {name: "open" | error},
-"planted": {path: "written" | error}, "python": {flag: value}, "broadcast": {command: "sent" | error}}}.
+"planted": {path: "written" | error}, "python": {flag: value}, "broadcast": {command: "sent" | error},
+"queues": {queue: "read" | error}}}.
 """
 
 import hashlib
@@ -170,6 +171,23 @@ def broadcast(commands: list[str]) -> dict:
     return out
 
 
+def read_queues(names: list[str]) -> dict:
+    """Read each Celery queue's messages with this worker's broker user: "read" or the broker's refusal."""
+    out = {}
+    if not names:
+        return out
+    import redis
+
+    client = redis.Redis.from_url(os.environ.get("AIRFLOW__CELERY__BROKER_URL", ""))
+    for name in names:
+        try:
+            client.lrange(name, 0, 10)
+            out[name] = "read"
+        except Exception as exc:
+            out[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    return out
+
+
 @dag(
     dag_id="secrets_probe",
     schedule=None,
@@ -186,7 +204,7 @@ def secrets_probe():
         def probe(expected: str = worker, **context) -> dict:
             conf = context["dag_run"].conf or {}
             out = {"worker": expected, **report(conf.get("digests") or {}, conf.get("connect") or []),
-                   "broadcast": broadcast(conf.get("broadcast") or [])}
+                   "broadcast": broadcast(conf.get("broadcast") or []), "queues": read_queues(workers())}
             print(f"secrets_probe: {json.dumps(out, sort_keys=True)}")
             return out
 
