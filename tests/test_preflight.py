@@ -154,6 +154,13 @@ airflow_task_databases:
         "needs_lab": False,
     },
     {
+        # DAG code at parse time and in triggers would run under the account that holds the JWT secret.
+        "case": "dag_code_account_is_the_airflow_account",
+        "files": {"hosts.yml": HOSTS, "group_vars/all.yml": "airflow_dag_code_user: airflow\n"},
+        "message": "airflow_user and airflow_dag_code_user are all 'airflow' on af-master: give each its own account",
+        "needs_lab": False,
+    },
+    {
         "case": "git_branch_is_an_option",
         "files": {"hosts.yml": HOSTS, "group_vars/all.yml": "airflow_dags_git_branch: --upload-pack=touch\n"},
         "message": f"airflow_dags_git_branch is '--upload-pack=touch' {ALL_HOSTS}: name a branch or tag",

@@ -113,7 +113,7 @@ OTHER_SETTINGS = ("airflow_supported_versions", "nginx_listen_port", "airflow_pi
                   "airflow_pip_ca_bundle", *TLS_FILES, *ALLOW_LISTS, *EXTRAS, *OBJECTS, "airflow_admin_user",
                   "airflow_plugins_source", *SHARED_VOLUMES, *DOWN, "airflow_task_databases", "airflow_db_name",
                   "airflow_db_user", "airflow_worker_extra_queues", "airflow_dags_git_branch",
-                  "airflow_worker_sandbox")
+                  "airflow_worker_sandbox", "airflow_user", "airflow_dags_user", "airflow_dag_code_user")
 # Settings renamed: the old name -> the new one. An inventory that still sets an old name is refused (its value would
 # be silently ignored). airflow_monitoring was both the monitoring host's group and the on/off setting.
 RENAMED = {"airflow_monitoring": "airflow_monitoring_enabled"}
@@ -800,6 +800,25 @@ def queues_and_git_refs(c: Cluster) -> list[str]:
     return problems
 
 
+ACCOUNTS = ("airflow_user", "airflow_dags_user", "airflow_dag_code_user")
+ACCOUNT = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
+
+
+def accounts(c: Cluster) -> list[str]:
+    """The Unix accounts of the trust zones: valid names, and three different ones (the DAG code account apart from
+    the one holding the keys, the DAG files' owner apart from both)."""
+    problems = [f"{e.about}: an account name is lower-case letters, digits, '_' and '-', starting with a letter or '_',"
+                " at most 32 characters" for name in ACCOUNTS for e in c.values(name)
+                if not isinstance(e.value, str) or not ACCOUNT.fullmatch(e.value)]
+    for host in c.hosts:
+        named = {name: c.settings[host][name] for name in ACCOUNTS if name in c.settings[host]}
+        same = [name for name, value in named.items() if list(named.values()).count(value) > 1]
+        if same and not problems:
+            problems.append(f"{' and '.join(same)} are all {named[same[0]]!r} on {host}: give each its own account "
+                            "(the DAG code account must not be the one that holds the cluster's keys)")
+    return problems
+
+
 def worker_sandbox(c: Cluster) -> list[str]:
     """airflow_worker_sandbox: openings of a worker's systemd sandbox, by the sandbox's own rules (a directive that
     runs a command or loads a file, or a value with a line break, which would add any directive, is refused)."""
@@ -889,7 +908,7 @@ INVENTORY_CHECKS = (known_groups, renamed_settings, one_master, some_worker, mas
                     one_monitoring_host, workers_down, distinct_ssh_addresses, booleans, ports_and_counts,
                     heartbeat_timeout, supported_version, url_prefixes, prometheus_durations, alert_receiver, choices,
                     package_index, tls_and_allow_lists, extra_requirements, extra_wheels, plugins_and_shared_volumes,
-                    connections, variables, pools, users, task_databases, queues_and_git_refs, worker_sandbox,
+                    connections, variables, pools, users, task_databases, queues_and_git_refs, worker_sandbox, accounts,
                     one_value_per_cluster,
                     port_clashes)
 
