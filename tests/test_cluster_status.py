@@ -279,3 +279,16 @@ def test_a_healthy_cluster_with_every_host_read_stays_healthy():
     lines, healthy = status.status_report(DEGRADED_BASE)
     assert healthy and status.cluster_state(DEGRADED_BASE, healthy) == ("healthy", "Cluster healthy.")
     assert lines[-1] == "Cluster healthy."
+
+
+def test_a_workers_sandbox_openings_are_shown_as_its_unit_has_them():
+    """Issue 31: what airflow_worker_sandbox opens on a worker (read from the running unit) is a line of the table,
+    and no worry: the cluster stays healthy."""
+    raw = RAW["af-worker1"] + ["sandbox PrivateDevices=no", "sandbox DeviceAllow=/dev/nvidia0 rw"]
+    entry = status.host_status(raw)
+    assert entry["sandbox"] == ["PrivateDevices=no", "DeviceAllow=/dev/nvidia0 rw"]
+    lines, healthy = status.status_report(changed((("hosts", "af-worker1"), entry)))
+    assert healthy
+    assert ("Sandbox of af-worker1's worker opened by airflow_worker_sandbox: PrivateDevices=no; "
+            "DeviceAllow=/dev/nvidia0 rw") in lines
+    assert not any(line.startswith("Sandbox") for line in status.status_report(HEALTHY)[0])

@@ -61,6 +61,8 @@ def team_vars(wheels: Path, plugins: Path, extras: list[str]) -> str:
         "airflow_extra_requirements": extras,
         "airflow_extra_wheels": str(wheels),
         "airflow_plugins_source": str(plugins),
+        # A folder the team's tasks write, opened in the workers' sandbox (status shows it)
+        "airflow_worker_sandbox": {"ReadWritePaths": "/srv/team-exports"},
         # The team's own database on the cluster's PostgreSQL: the workers may reach it, never the metadata database.
         "airflow_task_databases": [{"name": "team_data", "user": "team", "password": "{{ vault_team_db_password }}"}],
         "airflow_connections": [{
@@ -143,6 +145,10 @@ def test_a_team_deploys_its_packages_plugin_and_objects(team):
         assert "team_plugin.py" in on(node, "ls /var/lib/airflow/plugins"), node
     generated = team["lab"] / "credentials" / "airflow_user_op1"
     assert generated.stat().st_mode & 0o777 == 0o600
+    proc = cli("status", "-i", str(team["lab"]))
+    for worker in WORKERS:
+        assert f"Sandbox of {worker}'s worker opened by airflow_worker_sandbox: ReadWritePaths=" in proc.stdout
+        assert "/srv/team-exports" in on(worker, "systemctl show -p ReadWritePaths airflow-worker"), worker
 
 
 def test_the_team_dag_runs_on_every_worker_with_its_connection_variable_plugin_and_pool(team):

@@ -68,9 +68,11 @@ def host_status(stdout_lines: list[str]) -> dict:
               for f in fields if f[0] == "timer"]
     queues = {f[1]: _count(f[2]) for f in fields if f[0] == "queue"}
     tis = {f[1]: _count(f[2]) for f in fields if f[0] == "tis"}
+    sandbox = [line.split(None, 1)[1].strip() for line in stdout_lines if line.startswith("sandbox ")]
     # the endpoint each reachability check used (the node's own configuration), when the node printed one
     endpoints = {f[0]: f[2] for f in reversed(fields) if f[0] in ("postgres", "redis") and f[2] not in ("", "-")}
-    for key, value in (("timers", timers), ("queues", queues), ("task_instances", tis), ("endpoints", endpoints)):
+    for key, value in (("timers", timers), ("queues", queues), ("task_instances", tis), ("endpoints", endpoints),
+                       ("sandbox", sandbox)):
         if value:
             entry[key] = value
     return entry
@@ -243,6 +245,10 @@ def status_report(data: dict) -> tuple[list[str], bool]:
         healthy &= in_sync
         counts = ", ".join(f"{h} {nodes[h]['dags']}" for h in sorted(nodes))
         lines.append(f"DAG files: {counts} ({'in sync' if in_sync else 'DRIFT: the files differ between nodes'})")
+
+    for host in sorted(h for h, v in hosts.items() if v.get("sandbox")):
+        openings = "; ".join(hosts[host]["sandbox"])
+        lines.append(f"Sandbox of {host}'s worker opened by airflow_worker_sandbox: {openings}")
 
     for svc, name in (("postgres", "PostgreSQL"), ("redis", "Redis")):
         reach = {h: v.get(svc) for h, v in hosts.items() if v.get(svc) is not None}
