@@ -158,6 +158,9 @@ def test_backups_run_on_a_timer_keep_the_newest_and_reach_the_control_node(lab):
     runs = api.call("/dags/~/dagRuns?limit=1000&state=success")
     proc = cli("backup", "-i", str(lab))
     assert proc.returncode == 0, proc.stdout[-3000:]
+    # The backup unit (user postgres) has stopped: PostgreSQL still takes a new connection (with RemoveIPC= in the
+    # unit's sandbox, systemd removed the server's shared memory when it stopped, and every new connection failed).
+    assert on("master", "cd / && runuser -u postgres -- psql -XtAc 'SELECT 1'\n").strip() == "1"
     kept = on("master", "ls /var/backups/airflow-db/airflow-* | xargs -n1 basename\n").split()
     [new] = set(kept) - set(before)
     assert kept == sorted([*before, new])[-7:]

@@ -15,6 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+# Not RemoveIPC=: when a unit stops, systemd would remove every IPC object of the unit's user on the host, and the
+# users are shared with long-running services (postgresql-backup runs as postgres: the PostgreSQL server lost its
+# shared memory segments, found on the lab; the airflow units share their user). PrivateIPC= and PrivateDevices= (a
+# /dev/shm of the unit's own) already keep each unit's IPC to itself.
 BASELINE: dict[str, str | list[str]] = {
     "NoNewPrivileges": "yes",
     "CapabilityBoundingSet": "",
@@ -37,7 +41,6 @@ BASELINE: dict[str, str | list[str]] = {
     "RestrictRealtime": "yes",
     "RestrictSUIDSGID": "yes",
     "LockPersonality": "yes",
-    "RemoveIPC": "yes",
     "KeyringMode": "private",
     "SystemCallArchitectures": "native",
     "SystemCallFilter": ["@system-service", "~@privileged @resources"],
