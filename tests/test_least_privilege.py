@@ -70,13 +70,14 @@ def runs(lab, tmp_path_factory) -> dict[str, dict]:
                      lambda p=probe: answered(lambda: api.call(f"/dags?dag_id_pattern={p}")["total_entries"]),
                      timeout=120)
         conf = {"secrets_probe": {"digests": digests(lab), "connect": [["postgres", MASTER_ADDRESS, 5432]],
-                                  "broadcast": ["shutdown"]},
+                                  "broadcast": [["shutdown", {}]]
+                                  + [["cancel_consumer", {"queue": q}] for q in ("default", *WORKERS)]},
                 "deferral_probe": {}}
-        started = {p: api.call(f"/dags/{p}/dagRuns", {"logical_date": None, "conf": conf[p]})["dag_run_id"]
-                   for p in PROBES}
         out = {}
+        # One after the other: deferral_probe's tasks show that every worker still consumes its queue after
+        # secrets_probe's broadcasts.
         for probe, task in PROBES.items():
-            run = started[probe]
+            run = api.call(f"/dags/{probe}/dagRuns", {"logical_date": None, "conf": conf[probe]})["dag_run_id"]
             assert wait_finished(api, [run], timeout=600, dag_id=probe) == {run: "success"}
             values = {w: api.call(f"{run_path(run, probe)}/taskInstances/{task}_{w}/xcomEntries/return_value")
                       ["value"] for w in WORKERS}
@@ -95,13 +96,16 @@ def worker_processes() -> dict[str, str]:
 
 
 def test_a_task_cannot_stop_the_workers_with_a_broadcast(runs):
-    """Issue 31: task code broadcasting Celery's shutdown with its worker's broker user (which stopped every worker
-    before) is refused by the broker, and every worker keeps its process (same MainPID, no restart)."""
+    """Issue 31: task code broadcasting Celery's shutdown and cancel_consumer with its worker's broker user (shutdown
+    stopped every worker before) leaves every worker running its own process (same MainPID, no restart) and
+    consuming its queues: the workers do not obey those commands."""
     for worker, report in runs["secrets_probe"].items():
         print(f"{worker}: broadcast {report['broadcast']}")
-        assert report["broadcast"]["shutdown"] != "sent" and "NOPERM" in report["broadcast"]["shutdown"], report
+        assert set(report["broadcast"]) == {"shutdown", "cancel_consumer"}, report["broadcast"]
     print(f"workers (MainPID NRestarts): {runs['workers']}")
     assert runs["workers"]["after"] == runs["workers"]["before"]
+    # deferral_probe ran after the broadcasts, a task on each worker's own queue: each worker still consumes it
+    assert set(runs["deferral_probe"]) == set(WORKERS)
 
 
 def test_a_task_reads_only_the_queues_its_worker_consumes(runs):

@@ -57,16 +57,6 @@ def test_a_line_that_is_not_a_user_is_refused_without_showing_its_digest():
     assert "0123abcd" not in str(err.value)
 
 
-def test_a_selector_adds_a_command_on_its_own_channels_only():
-    """The workers' user: PUBLISH on the events' and results' channels through a selector, nowhere else."""
-    worker = dict(WORKER, commands="-@all +@pubsub -publish",
-                  selectors=["+publish  &/0.celeryev/* &celery-task-meta-*"])
-    line = acl.redis_acl_lines([worker], "adminPassw0rd1234")[-1]
-    assert line.endswith("resetchannels &/0.celery.pidbox -@all +@pubsub -publish "
-                         "(+publish &/0.celeryev/* &celery-task-meta-*)")
-    assert acl.redis_acl_setuser([line])[0].endswith("(+publish &/0.celeryev/* &celery-task-meta-*)")
-
-
 def test_each_worker_has_its_own_password_derived_from_the_workers_secret():
     one, two = acl.redis_worker_user("worker1", "s3cret-base"), acl.redis_worker_user("worker2", "s3cret-base")
     assert one["user"] == "airflow-worker-worker1" and two["user"] == "airflow-worker-worker2"

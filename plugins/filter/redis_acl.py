@@ -24,8 +24,8 @@ def _digest(password: str) -> str:
 
 def redis_acl_lines(users: Iterable[Mapping], admin_password: str, kept: Iterable[str] = ()) -> list[str]:
     """The users file's lines: the kept lines (a previous file's, roles/redis: redis_keep_previous) first, the
-    default user off unless a kept line has it, `admin` with every right, then each user with its keys, channels,
-    commands and selectors. Passwords appear as SHA-256 digests (#...) only."""
+    default user off unless a kept line has it, `admin` with every right, then each user with its keys, channels
+    and commands. Passwords appear as SHA-256 digests (#...) only."""
     lines = [" ".join(line.split()) for line in kept if line.strip()]
     if not any(line.split()[1:2] == ["default"] for line in lines):
         lines.append(DEFAULT_OFF)
@@ -33,10 +33,7 @@ def redis_acl_lines(users: Iterable[Mapping], admin_password: str, kept: Iterabl
     for user in users:
         words = ["user", user["user"], "on", "#" + _digest(user["password"]), "resetkeys"]
         words += ["~" + key for key in user["keys"]] + ["resetchannels"] + ["&" + ch for ch in user["channels"]]
-        words += str(user["commands"]).split()
-        # Selectors (Redis 7): more permissions, each with its own commands, keys and channels.
-        words += ["(" + " ".join(str(selector).split()) + ")" for selector in user.get("selectors") or []]
-        lines.append(" ".join(words))
+        lines.append(" ".join(words + str(user["commands"]).split()))
     return lines
 
 

@@ -7,7 +7,7 @@ tries to plant code that a later process would run: a new file in every folder o
 usercustomize, a .pth file, a module), in their __pycache__ folders, in AIRFLOW_HOME (config/airflow_local_settings.py,
 webserver_config.py) and in the bytecode cache folder if one is set. What it writes, it removes at once.
 
-It also broadcasts the Celery remote-control commands the conf names ("broadcast": ["shutdown"]) with its worker's
+It also broadcasts the Celery remote-control commands the conf names ("broadcast": [["shutdown", {}]]) with its worker's
 broker user, and reads every worker's queue with it. With PARSE_DIGESTS filled in, the dag-processor runs the same
 search and plants at parse time, and the DAG's documentation is that report. And secrets_probe_trigger runs them in
 the triggerer (ProbeTrigger), where this file is also a plugin.
@@ -153,18 +153,19 @@ PARSE_DIGESTS: dict[str, str] = {}
 PARSE_REPORT = json.dumps(report(PARSE_DIGESTS, []), sort_keys=True) if PARSE_DIGESTS else ""
 
 
-def broadcast(commands: list[str]) -> dict:
-    """Send each Celery remote-control command to every worker with the broker user this task's worker holds (its
-    environment): "sent" or the error. Broadcasting "shutdown" stopped every worker of the cluster before issue 31."""
+def broadcast(commands: list) -> dict:
+    """Send each Celery remote-control command ([name, arguments]) to every worker with the broker user this task's
+    worker holds (its environment): "sent" or the error. Broadcasting "shutdown" stopped every worker of the cluster
+    before issue 31."""
     out = {}
     if not commands:
         return out
     from celery import Celery
 
     app = Celery(broker=os.environ.get("AIRFLOW__CELERY__BROKER_URL", ""))
-    for command in commands:
+    for command, arguments in commands:
         try:
-            app.control.broadcast(command)
+            app.control.broadcast(command, arguments=arguments)
             out[command] = "sent"
         except Exception as exc:  # the broker's refusal (NOPERM) comes as a kombu/redis error
             out[command] = f"{type(exc).__name__}: {str(exc)[:200]}"
