@@ -10,7 +10,7 @@ line or in a file, because it holds secrets:
      "pools": [{"name": ..., "slots": ..., "description", "include_deferred"}, ...],
      "users": [{"username": ..., "role": ..., "email": ..., "first_name", "last_name", "password"}, ...],
      "admin_user": "admin",                       # never touched
-     "state_file": "/var/lib/airflow-cluster/airflow-objects/managed-objects.json",
+     "state_file": "/var/lib/airflow-objects/managed-objects.json",
      "check": false}                              # true: report what would change, change nothing
 
 Objects are compared with what the database holds and written only when they differ, so a second run changes
