@@ -31,7 +31,6 @@ FORBIDDEN = ("postgres_password", "jwt_secret", "flower_password", "redis_passwo
 NEEDED = ("api_secret_key",)
 # The fixture DAGs (tests/data/dags) and the prefix of their task on each worker.
 PROBES = {"secrets_probe": "probe", "deferral_probe": "defer"}
-# The fixture's keys besides PROBES: the parse-time report and the workers' processes before and after.
 
 
 def digests(lab) -> dict[str, str]:
@@ -51,7 +50,8 @@ def digests(lab) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def runs(lab, tmp_path_factory) -> dict[str, dict]:
-    """secrets_probe and deferral_probe, pushed with the shipped DAGs and run once each: {dag_id: {worker: XCom}}."""
+    """secrets_probe and deferral_probe, pushed with the shipped DAGs and run once each: {dag_id: {worker: XCom}},
+    and "parse" (secrets_probe's parse-time report) and "workers" (worker_processes() before and after)."""
     dags = tmp_path_factory.mktemp("least_privilege") / "dags"
     shutil.copytree(ROOT / "files" / "dags", dags)
     for probe in PROBES:
@@ -118,9 +118,10 @@ def test_a_task_reads_only_the_queues_its_worker_consumes(runs):
             report["queues"]
 
 
-# What the DAG code account holds: the dag-processor's database URL and fernet key (it writes the parsed DAGs,
-# Airflow 3.3), and the triggerer's [api] secret_key (its log server), which runs under the same account.
-PARSE_NEEDED = ("postgres_password", "fernet_key", "api_secret_key")
+# What the DAG code account (the dag-processor and the triggerer) holds, all that parse-time code or a trigger may find:
+# the database URL and the fernet key (they read and write the database themselves, Airflow 3.3), and the triggerer's
+# [api] secret_key (its log server). tests/test_team_dags.py checks a trigger against it.
+DAG_CODE_SECRETS = ("postgres_password", "fernet_key", "api_secret_key")
 
 
 def test_dag_code_at_parse_time_finds_only_the_dag_processors_secrets(runs):
@@ -131,7 +132,7 @@ def test_dag_code_at_parse_time_finds_only_the_dag_processors_secrets(runs):
     written = [path for path, outcome in report["planted"].items() if outcome == "written"]
     print(f"parse time (uid {report['user']}): found {report['found']}; {len(report['planted'])} plants, "
           f"written: {written}")
-    assert set(found) <= set(PARSE_NEEDED), report["found"]
+    assert set(found) <= set(DAG_CODE_SECRETS), report["found"]
     assert len(report["planted"]) > 10 and written == [], report["planted"]
 
 

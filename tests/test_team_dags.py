@@ -22,7 +22,7 @@ from airflow_cluster.lab import find_machine, machine_ssh
 from tests.conftest import ROOT, TEAM_FIGURES
 from tests.drills import answered, api_up, probe_dags, run_path, source_var, trigger, unit_pids, wait_finished
 from tests.test_cli_lab import API, FULL_RUN, cli, lab_secrets, leaks_in, tls
-from tests.test_least_privilege import digests
+from tests.test_least_privilege import DAG_CODE_SECRETS, digests
 
 pytestmark = pytest.mark.lab
 TEAM = ROOT / "tests" / "data" / "team"
@@ -170,11 +170,6 @@ def test_the_team_dag_runs_on_every_worker_with_its_connection_variable_plugin_a
     assert first["end_date"] <= second["start_date"], (first, second)
 
 
-# The triggerer's own secrets (the database URL and the fernet key: it reads and writes the triggers; [api] secret_key:
-# its log server), all that a trigger may find.
-TRIGGER_NEEDED = ("postgres_password", "fernet_key", "api_secret_key")
-
-
 def test_a_hostile_trigger_finds_only_the_triggerers_secrets(team):
     """Issue 31: a team's trigger runs in the triggerer, as the DAG code account (apart from the api-server, the
     scheduler and Flower): it finds no JWT secret, no Flower or Redis password, and plants nothing."""
@@ -191,7 +186,7 @@ def test_a_hostile_trigger_finds_only_the_triggerers_secrets(team):
     written = [path for path, outcome in report["planted"].items() if outcome == "written"]
     print(f"in the triggerer (uid {report['user']}): found {report['found']}; {len(report['planted'])} plants, "
           f"written: {written}")
-    assert found <= set(TRIGGER_NEEDED), report["found"]
+    assert found <= set(DAG_CODE_SECRETS), report["found"]
     assert len(report["planted"]) > 10 and written == [], report["planted"]
 
 
