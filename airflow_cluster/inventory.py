@@ -8,34 +8,20 @@ request must pass are plugins/module_utils/cluster_rules.py's, which the playboo
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import io
 import ipaddress
 import os
 import re
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import cluster_rules as rules
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 
 from airflow_cluster.runner import PROJECT_DIR
 
-
-@functools.cache
-def shared(relpath: str) -> ModuleType:
-    """A module under plugins/ that the playbooks use too, loaded by path (plugins/ is no Python package)."""
-    path = PROJECT_DIR / "plugins" / relpath
-    spec = importlib.util.spec_from_file_location(f"airflow_cluster_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-rules = shared("module_utils/cluster_rules.py")
 MASTER, WORKERS, GROUPS = rules.MASTER, rules.WORKERS, rules.GROUPS
 
 

@@ -20,10 +20,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import extras_lock as extras
+
 from airflow_cluster import inventory as inv
 from airflow_cluster.runner import PROJECT_DIR
-
-extras = inv.shared("module_utils/extras_lock.py")
 
 SETTINGS = ("airflow_version", "airflow_lock_dir", "airflow_extra_requirements", "airflow_extra_wheels",
             "airflow_extras_lock_dir", "airflow_uv_version")

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import cluster_status
+
 from airflow_cluster import inventory as inv
 from airflow_cluster import lock
 from airflow_cluster.runner import PROJECT_DIR, Result, RunError, print_summary, resolve_inventory, run_playbook
@@ -172,7 +174,7 @@ def cmd_status(args) -> int:
     if not result.ok and not data.get("hosts") and not args.json:
         return _finish(result, args)
     # the renderer the playbook's last task uses too
-    report = inv.shared("filter/cluster_status.py")
+    report = cluster_status
     lines, healthy = report.status_report(data)
     state, _ = report.cluster_state(data, healthy and result.ok)
     if args.json:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+import airflow_cluster  # noqa: F401  (puts plugins/module_utils on sys.path, where tests import it by name)
+
 ROOT = Path(__file__).resolve().parent.parent
 CLI = ROOT / ".venv" / "bin" / "airflow-cluster"
 

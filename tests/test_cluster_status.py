@@ -1,17 +1,16 @@
-"""The status table (plugins/filter/cluster_status.py) on sample data, and the proof that playbooks/status.yml's
+"""The status table (plugins/module_utils/cluster_status.py) on sample data, and the proof that playbooks/status.yml's
 last task prints the table `airflow-cluster status` prints from the same run."""
 
 import copy
 from pathlib import Path
 
+import cluster_status as status
 import pytest
 import yaml
 
-from airflow_cluster import inventory as inv
 from airflow_cluster.runner import run_playbook
 
 ROOT = Path(__file__).resolve().parent.parent
-status = inv.shared("filter/cluster_status.py")
 
 NOW = 1_700_000_000
 # What status.yml's shell task prints on each host.
@@ -217,6 +216,7 @@ def test_the_playbook_prints_the_table_the_cli_prints(tmp_path, monkeypatch):
                                            "flower": {"status": 200, "json": {"celery@af-worker1": True}}}},
         "cluster_status_host_roles": {"af-master": ["master", "database", "broker"], "af-worker1": ["worker"],
                                       "af-worker2": ["worker"]},
+        "cluster_status_workers": ["af-worker1", "af-worker2"],
     }
     playbook = tmp_path / "status.yml"
     playbook.write_text(yaml.safe_dump([

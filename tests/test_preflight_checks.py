@@ -16,6 +16,7 @@ import shlex
 from collections import ChainMap
 from pathlib import Path
 
+import cluster_model
 import pytest
 import yaml
 from ansible.inventory.manager import InventoryManager
@@ -116,8 +117,11 @@ def test_the_checks_give_the_case_message(case, tmp_path):
 def test_the_derived_groups_are_no_typos(tmp_path):
     # add_worker.yml, remove_worker.yml, restore.yml and rotate_secrets.yml import preflight.yml, then site.yml
     # imports it again: by then the run has the derived groups, which must pass the group-name check.
-    derived = yaml.safe_load((ROOT / "roles" / "cluster_groups" / "vars" / "main.yml").read_text())
-    named = {g for g in rules.DERIVED_GROUPS if f"'{g}'" in derived["cluster_groups_plan"]}
+    # The cluster model's, on a layout with every kind of host (roles/cluster_groups adds them).
+    layout = {"airflow_master": ["m"], "airflow_schedulers": ["s"], "airflow_workers": ["w1", "w2"],
+              "airflow_postgres": ["db"], "airflow_redis": ["mq"], "airflow_monitoring": ["mon"]}
+    built = cluster_model.build(layout, {"airflow_monitoring_enabled": True, "airflow_workers_leaving": ["w2"]})
+    named = {g for host in built["hosts"].values() for g in host["groups"]}
     # The others come from the roles' group_by tasks: each of those groups is among them, and every such group is.
     by_group_by = {"airflow_install_pending", "airflow_repackage_pending", "airflow_repackage_workers",
                    "airflow_run_pending", "airflow_access_kept"}
@@ -591,10 +595,7 @@ def test_the_monitoring_group_is_a_cluster_group():
     groups, own = monitoring_cluster()
     assert checks.inventory_problems(groups, own, KINDS) == []
     assert checks.cluster_hosts(groups)[-1] == "mon"
-    assert checks.monitoring_host(groups) == "mon"
-    assert checks.monitoring_host({"airflow_master": ["m"]}) == "m"
-    assert checks.monitoring_host({"airflow_monitoring": [], "airflow_master": ["m"]}) == "m"
-    assert checks.monitoring_host({}) == ""
+    assert cluster_model.build(groups, {})["monitoring"] == "mon"  # the rule's other cases: test_cluster_model.py
 
 
 @pytest.mark.parametrize("value", [False, True, "no"])

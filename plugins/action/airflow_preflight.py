@@ -13,27 +13,20 @@ kinds of settings (booleans, choices) come from the argument specs of the roles 
 from __future__ import annotations
 
 import glob
-import importlib.util
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 from ansible.errors import AnsibleUndefinedVariable
 from ansible.plugins.action import ActionBase
-from ansible.plugins.loader import module_utils_loader
+
+_UTILS = str(Path(__file__).resolve().parents[1] / "module_utils")
+sys.path.extend([] if _UTILS in sys.path else [_UTILS])  # imported by name, as by every plugin, the CLI and tests
+
+import preflight_checks  # noqa: E402
 
 ARGUMENT_SPEC = {"phase": {"type": "str", "choices": ["inventory", "hosts"], "default": "inventory"}}
-
-
-def _checks():
-    """plugins/module_utils/preflight_checks.py, found on the module_utils path of ansible.cfg (Ansible puts that
-    path only into the modules it sends to hosts, not on the control node's import path)."""
-    name = "airflow_preflight_checks"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, module_utils_loader.find_plugin("preflight_checks", ".py"))
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
 
 
 class UnusableSetting(Exception):
@@ -79,7 +72,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        checks = _checks()
+        checks = preflight_checks
         find = self._inventory_problems if args["phase"] == "inventory" else self._host_problems
         try:
             problems = find(checks, task_vars)

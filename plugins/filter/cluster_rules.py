@@ -8,15 +8,13 @@
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 from pathlib import Path
 
-# Loaded by path: the same file the CLI loads, whatever module_utils setting ansible.cfg has.
-_spec = importlib.util.spec_from_file_location(
-    "airflow_cluster_rules", Path(__file__).resolve().parent.parent / "module_utils" / "cluster_rules.py"
-)
-rules = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rules)
+_UTILS = str(Path(__file__).resolve().parents[1] / "module_utils")
+sys.path.extend([] if _UTILS in sys.path else [_UTILS])  # imported by name, as by every plugin, the CLI and tests
+
+import cluster_rules as rules  # noqa: E402
 
 
 class FilterModule:

@@ -21,30 +21,20 @@ never shown in a message: only their names, fields and positions are; nor is the
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import json
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, NamedTuple
 
-
-def _beside(name: str, file: str):
-    """A module of this folder, loaded by path (module_utils is no package on the control node)."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(file))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-# The group rules the CLI enforces too (the group names, the master apart from the workers), written once there.
-rules = _beside("airflow_cluster_rules", "cluster_rules.py")
-# The fingerprint of an environment's lock of extra packages, which `airflow-cluster lock` writes too.
-extras = _beside("airflow_cluster_extras_lock", "extras_lock.py")
-# The systemd sandbox of the units, whose openings airflow_worker_sandbox sets.
-sandbox = _beside("airflow_cluster_systemd_sandbox", "systemd_sandbox.py")
+# Siblings of plugins/module_utils, imported by name (every consumer puts the folder on sys.path): the group rules
+# the CLI enforces too, the cluster model (which host runs what), the fingerprint of an environment's lock of extra
+# packages (`airflow-cluster lock` writes it too), the units' systemd sandbox (airflow_worker_sandbox opens it).
+import cluster_model as model
+import cluster_rules as rules
+import extras_lock as extras
+import systemd_sandbox as sandbox
 
 # What a choice means, where its name alone does not say it.
 CHOICE_NOTES = {"wheelhouse": "offline install from the control node", "index": "pip on each node"}
@@ -214,12 +204,6 @@ def host_settings(hosts: list[str], names: list[str], hostvars, defaults) -> dic
         own = hostvars[host]
         settings[host] = {n: own[n] if n in own else defaults[n] for n in names if n in own or n in defaults}
     return settings
-
-
-def monitoring_host(groups) -> str:
-    """The host that runs Prometheus and Alertmanager: airflow_monitoring's, else the master (as
-    roles/airflow/vars/main.yml's airflow_monitoring_host); '' without either."""
-    return next(iter(list(groups.get(rules.MONITORING) or []) or list(groups.get(rules.MASTER) or [])), "")
 
 
 def group_hosts(hosts, key) -> dict[Any, list[str]]:
@@ -869,32 +853,14 @@ def one_value_per_cluster(c: Cluster) -> list[str]:
 
 def port_clashes(c: Cluster) -> list[str]:
     """Services that share a host listen on different ports (with the monitoring, the exporters, collectd's endpoint
-    on the Airflow nodes and, on the monitoring host, Prometheus and Alertmanager too)."""
-    master = c.group("airflow_master")[0]
-    workers, schedulers = c.group("airflow_workers"), c.group("airflow_schedulers")
-    postgres = (c.group("airflow_postgres") or [master])[0]
-    redis = (c.group("airflow_redis") or [master])[0]
-    monitoring = monitoring_host(c.groups)
+    on the Airflow nodes and, on the monitoring host, Prometheus and Alertmanager too): which service runs where is
+    the cluster model's, each port the host's own setting."""
+    hosts = model.build(c.groups, c.settings[c.hosts[0]])["hosts"]
     problems = []
     for h in c.hosts:
-        s = c.settings[h]
-        names = []
-        if h == master:
-            names = ["airflow_api_port", "airflow_flower_port", "airflow_scheduler_health_port"]
-            names += ["airflow_api_lb_port"] if schedulers else []
-        elif h in schedulers:
-            names = ["airflow_api_port", "airflow_scheduler_health_port"]
-        names += ["airflow_worker_log_server_port"] if h in workers else []
-        names += ["airflow_db_port"] if h == postgres else []
-        names += ["airflow_redis_port"] if h == redis else []
-        if s.get("airflow_monitoring_enabled") is True:
-            names += ["airflow_prometheus_port", "airflow_alertmanager_port"] if h == monitoring else []
-            names += ["airflow_node_exporter_port"]
-            names += ["airflow_metrics_port"] if h == master or h in schedulers or h in workers else []
-            names += ["airflow_postgres_exporter_port"] if h == postgres else []
-            names += ["airflow_redis_exporter_port"] if h == redis else []
-        ports = {"nginx_listen_port": _int(s.get("nginx_listen_port", NGINX_PORT))} if h == master else {}
-        for n in (n for n in names if n in s):
+        s = {"nginx_listen_port": NGINX_PORT, **c.settings[h]}
+        ports: dict[str, int] = {}
+        for n in (n for n in hosts[h]["listens"] if n in s):
             port = _int(s[n])
             clash = [other for other, p in ports.items() if p == port]
             if clash:
