@@ -3,8 +3,10 @@
 The wrapper adds no provisioning logic: everything it runs is a playbook under playbooks/ that works the same
 with plain ansible-playbook. What it adds is presentation and bookkeeping:
 
-* a progress bar per host (task results so far / tasks expected, from the last successful run of the same
-  playbook, or from `ansible-playbook --list-tasks` the first time; a run may outgrow either, see Display.total);
+* a progress bar per host of the run (task results so far / tasks expected, from the last successful run of the
+  same playbook, or from `ansible-playbook --list-tasks` the first time; a run may outgrow either, see
+  Display.total): only the inventory's hosts, less the workers declared down; under --limit a host's bar appears
+  when it first reports (which hosts a pattern selects is Ansible's to say);
 * a recap table and, for each failed or unreachable host, one line: host, task, the module's message;
 * a run directory per run under the state directory, rotated, with the full log (`stdout`) and the events.
   Extra variables go through a private temporary directory that is deleted after the run, and the environment
@@ -114,6 +116,19 @@ def save_expected(playbook: str, inventory: Path, counts: dict[str, int]) -> Non
     tmp.replace(path)
 
 
+def inventory_hosts(inventory: Path) -> set[str] | None:
+    """The hosts of the inventory's file, or None when the wrapper cannot read it (Ansible reports that itself).
+    The saved counts are per playbook and inventory path, which may now hold other hosts (`lab up` rewrites
+    inventory/lab): only these hosts' counts are used."""
+    from airflow_cluster import inventory as reader  # it imports this module
+
+    try:
+        groups = reader.read_groups(reader.inventory_file(inventory))
+    except (reader.InventoryError, OSError, ValueError):
+        return None
+    return {h for hosts in groups.values() for h in hosts}
+
+
 def list_tasks_estimate(playbook: Path, inventory: Path, limit: str | None, env: dict) -> dict[str, int]:
     """Tasks per host from `ansible-playbook --list-hosts --list-tasks` (dynamic includes count as one)."""
     cmd = [_ansible_bin("ansible-playbook"), "-i", str(inventory), "--list-hosts", "--list-tasks", str(playbook)]
@@ -208,13 +223,15 @@ def failure_message(res: dict) -> str:
 class Display:
     """Progress on a terminal (a bar per host, redrawn in place) or a line per play elsewhere."""
 
-    def __init__(self, expected: dict[str, int], out: TextIO, quiet: bool = False):
+    def __init__(self, expected: dict[str, int], out: TextIO, quiet: bool = False, drawn: list[str] | None = None):
+        """`drawn`: the hosts with a bar from the start (default: those of `expected`); any other host gets one when
+        it reports."""
         self.expected = dict(expected)
         self.out = out
         self.quiet = quiet
         self.tty = out.isatty() and os.environ.get("TERM") != "dumb"
         self.done: dict[str, int] = {}
-        self.hosts: list[str] = [h for h in expected if h != "localhost"]
+        self.hosts: list[str] = [h for h in (expected if drawn is None else drawn) if h != "localhost"]
         self.play = ""
         self.plays = 0
         self.task = ""
@@ -422,10 +439,14 @@ def run_playbook(
     env["ANSIBLE_CONFIG"] = str(PROJECT_DIR / "ansible.cfg")
     env["ANSIBLE_NOCOLOR"] = "1"  # the kept log is read with less and grep
 
-    expected = load_expected(name, inv)
+    down = values.get("airflow_workers_down")
+    down = set(down) if isinstance(down, list) else set()
+    known = inventory_hosts(inv)
+    saved = load_expected(name, inv)
+    expected = {h: n for h, n in saved.items() if (known is None or h in known) and h not in down}
     if not expected and not quiet:
-        expected = list_tasks_estimate(playbook, inv, limit, env)
-    display = Display(expected, out, quiet=quiet)
+        expected = {h: n for h, n in list_tasks_estimate(playbook, inv, limit, env).items() if h not in down}
+    display = Display(expected, out, quiet=quiet, drawn=[] if limit else None)
     collector = Collector(display)
 
     cmdline = " ".join(f"-e @{f}" for f in files) + (" -" + "v" * verbosity if verbosity else "")
@@ -469,7 +490,8 @@ def run_playbook(
         data=collector.data,
     )
     if result.ok and not limit and not tags and counts:
-        save_expected(name, inv, counts)
+        # a worker declared down keeps the count of its last run
+        save_expected(name, inv, {**{h: saved[h] for h in down if h in saved}, **counts})
     return result
 
 

@@ -113,6 +113,120 @@ def test_expected_counts_come_from_the_last_successful_run(tmp_path):
     assert display._bar("a").endswith("0/2  ")
 
 
+# A lab's inventory after `lab up --workers 2 --spare 1`; the playbook runs, as the deploy does, on the cluster's
+# hosts less the workers declared down, not on the spare host.
+CLUSTER_INVENTORY = """\
+all:
+  vars:
+    ansible_connection: local
+    ansible_python_interpreter: "{{ ansible_playbook_python }}"
+  children:
+    airflow_master:
+      hosts:
+        master:
+    airflow_workers:
+      hosts:
+        worker1:
+        worker2:
+    lab_spare:
+      hosts:
+        spare1:
+"""
+CLUSTER_PLAYBOOK = """\
+- name: Two tasks on the cluster
+  hosts: "airflow_master:airflow_workers:!{{ airflow_workers_down | default(['none']) | join(':!') }}"
+  gather_facts: false
+  tasks:
+    - name: One
+      ansible.builtin.debug:
+        msg: one
+    - name: Two
+      ansible.builtin.debug:
+        msg: two
+"""
+# What the last successful run of the same playbook and inventory path saved: a 6-worker benchmark lab's.
+SIX_WORKERS = {"master": 90, **{f"worker{i}": 94 for i in range(1, 7)}}
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """(inventory, playbook) with SIX_WORKERS saved as their expected counts."""
+    inv, pb = tmp_path / "lab" / "hosts.yml", tmp_path / "site.yml"
+    inv.parent.mkdir()
+    inv.write_text(CLUSTER_INVENTORY)
+    pb.write_text(CLUSTER_PLAYBOOK)
+    runner.save_expected(str(pb), inv.parent.resolve(), SIX_WORKERS)
+    return inv.parent, pb
+
+
+@pytest.fixture
+def displays(monkeypatch):
+    """The Display of each run, with its totals at the start and the hosts it drew at the start and after each
+    event."""
+    made = []
+
+    class Watched(runner.Display):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.at_start = dict(self.expected)
+            self.listed = [list(self.hosts)]
+            made.append(self)
+
+        def event(self, event):
+            super().event(event)
+            self.listed.append(list(self.hosts))
+
+    monkeypatch.setattr(runner, "Display", Watched)
+    return made
+
+
+def test_progress_draws_only_the_hosts_of_this_inventory(cluster, displays, monkeypatch):
+    """Counts saved by a 6-worker run for an inventory path that now holds 2 workers: the progress draws the master
+    and the 2 workers from the start, with their saved totals, not the workers gone nor the spare host."""
+    inv, pb = cluster
+    out = io.StringIO()
+    result = runner.run_playbook(str(pb), str(inv), out=out)
+    assert result.ok, result.failures
+    display = displays[-1]
+    assert display.listed[0] == ["master", "worker1", "worker2"]
+    assert all(hosts == ["master", "worker1", "worker2"] for hosts in display.listed)
+    assert {h: display.at_start.get(h) for h in display.hosts} == {"master": 90, "worker1": 94, "worker2": 94}
+    assert "worker1 0/94" in out.getvalue()
+    assert not re.search(r"worker[3-6]|spare1", out.getvalue())
+    # the counts of this run replace the other cluster's: the next run needs no estimate
+    assert runner.load_expected(str(pb), inv.resolve()) == {"master": 2, "worker1": 2, "worker2": 2}
+    monkeypatch.setattr(runner, "list_tasks_estimate", lambda *args: pytest.fail("estimated again"))
+    assert runner.run_playbook(str(pb), str(inv), out=io.StringIO()).ok
+    assert displays[-1].listed[0] == ["master", "worker1", "worker2"]
+
+
+@pytest.mark.parametrize(
+    ("limit", "down", "drawn"),
+    [
+        ("airflow_workers", [], ["worker1", "worker2"]),
+        ("all:!worker1", [], ["master", "worker2"]),
+        (None, ["worker2"], ["master", "worker1"]),
+        ("airflow_workers", ["worker2"], ["worker1"]),
+    ],
+)
+def test_progress_leaves_out_the_hosts_of_no_run(cluster, displays, limit, down, drawn):
+    """--limit and the workers declared down (airflow_workers_down) leave hosts out of the run: out of the progress
+    too. Without a limit the bars are drawn from the start; under one, each as its host first reports."""
+    inv, pb = cluster
+    extra = [json.dumps({"airflow_workers_down": down})] if down else []
+    result = runner.run_playbook(str(pb), str(inv), limit=limit, extra_vars=extra, out=io.StringIO())
+    assert result.ok, result.failures
+    listed = displays[-1].listed
+    assert listed[-1] == drawn and all(set(hosts) <= set(drawn) for hosts in listed), listed
+    if not limit:
+        assert all(hosts == drawn for hosts in listed), listed
+    saved = runner.load_expected(str(pb), inv.resolve())
+    if limit:  # a limited run's counts are not saved
+        assert saved == SIX_WORKERS
+    else:  # the worker declared down keeps its count
+        assert saved == {"master": 2, "worker1": 2, "worker2": 94}
+
+
 def test_run_directories_are_rotated(monkeypatch, tmp_path, state_dir):
     monkeypatch.setattr(runner, "KEEP_RUNS", 2)
     for _ in range(3):
