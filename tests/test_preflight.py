@@ -178,6 +178,16 @@ airflow_worker_sandbox:
         "needs_lab": False,
     },
     {
+        # A no_log setting of the argument specs with a value of the wrong type: named, never shown.
+        "case": "secret_setting_of_the_wrong_type",
+        "files": {"hosts.yml": HOSTS, "group_vars/all.yml": "airflow_task_databases: s3cret-team\n"},
+        "message": f"airflow_task_databases {ALL_HOSTS}: Elements value for option 'airflow_task_databases' is of "
+                   "type str and we were unable to convert to dict: dictionary requested, could not parse JSON or "
+                   "key=value. Fix: write a YAML list of mappings",
+        "absent": ["s3cret"],
+        "needs_lab": False,
+    },
+    {
         # Laid over the lab's inventory: extras, and no lock of them in airflow_extras_lock_dir (<inventory>/locks).
         "case": "extras_without_lock",
         "files": {"group_vars/all.yml": "airflow_extra_requirements:\n  - apache-airflow-providers-http\n"},

@@ -45,7 +45,7 @@ action = load("airflow_preflight_action", ROOT / "plugins" / "action" / "airflow
 
 SPECS = {p.parent.parent.name: yaml.safe_load(p.read_text()) for p in ROOT.glob("roles/*/meta/argument_specs.yml")}
 KINDS = checks.setting_kinds(SPECS)
-NAMES = checks.setting_names(KINDS)
+NAMES = checks.setting_names()
 AIRFLOW_DEFAULTS = ROOT / "roles" / "airflow" / "defaults" / "main.yml"
 
 # The inventory `airflow-cluster lab up --workers 2` writes (the parts the checks read).
@@ -81,7 +81,8 @@ def find_problems(inventory_dir: Path, cmdline: str | None = None):
     own = {h: ChainMap(extra_vars, action.HostVariables(templar, hostvars, h)) for h in hosts}
     defaults = {n: templar.template(v) for n, v in raw.items() if n in (*NAMES, *checks.HOST_SETTINGS)}
 
-    found = checks.inventory_problems(groups, checks.host_settings(hosts, NAMES, own, defaults), KINDS)
+    settings = checks.host_settings(hosts, NAMES, own, defaults)
+    found = checks.inventory_problems(groups, settings, KINDS, given=action.given_settings(hosts, KINDS.options, own))
     if found:
         return found, None
     # What the lab's machines report; a host's cluster address is airflow_address, else its default-route address.
@@ -148,25 +149,171 @@ def test_the_sample_inventory_passes():
     assert find_problems(ROOT / "inventory" / "sample", "-e airflow_dags_force=true") == ([], [])
 
 
-def test_the_kinds_of_settings_come_from_the_argument_specs():
-    spec = {"options": {"demo_on": {"type": "bool"}, "demo_mode": {"type": "str", "choices": ["a", "b"]}}}
-    kinds = checks.setting_kinds({"demo": {"argument_specs": {"main": spec}}})
-    groups = {"airflow_master": ["m"], "airflow_workers": ["w1", "w2"]}
+DEMO_GROUPS = {"airflow_master": ["m"], "airflow_workers": ["w1", "w2"]}
+
+
+def demo_kinds(**options):
+    """The kinds of a role `demo` whose main entry point declares these options."""
+    return checks.setting_kinds({"demo": {"argument_specs": {"main": {"options": options}}}})
+
+
+def test_the_types_of_settings_come_from_the_argument_specs():
+    kinds = demo_kinds(demo_on={"type": "bool", "description": "On."}, demo_mode={"type": "str", "choices": ["a", "b"]})
+    assert kinds.options == {"demo_on": [{"type": "bool"}], "demo_mode": [{"type": "str", "choices": ["a", "b"]}]}
     settings = {"m": {"demo_on": "no"}, "w1": {"demo_mode": "c"}, "w2": {"demo_mode": "c"}}
-    assert checks.inventory_problems(groups, settings, kinds) == [
-        "demo_on must be true or false without quotes, got 'no' (a string) for m (on the command line, pass JSON: "
-        "-e '{\"demo_on\": true}')"
+    assert checks.inventory_problems(DEMO_GROUPS, settings, kinds) == [
+        "demo_on (for m): 'no' is a string, not a boolean (Ansible's type bool would convert it, but the roles read it "
+        "as written). Fix: set it to true or false without quotes (on the command line, pass JSON: -e "
+        "'{\"demo_on\": true}')",
+        "demo_mode (for w1, w2): value of demo_mode must be one of: a, b, got: c. Fix: set it to one of: a, b",
     ]
     settings["m"]["demo_on"] = False
-    assert checks.inventory_problems(groups, settings, kinds) == ["demo_mode 'c' (for w1, w2) is not one of: a, b"]
+    settings["w1"]["demo_mode"] = settings["w2"]["demo_mode"] = "b"
+    assert checks.inventory_problems(DEMO_GROUPS, settings, kinds) == []
 
 
-def test_the_argument_specs_give_the_kinds_preflight_always_checked():
-    # The lists the checks had before they read the specs (roles/airflow's `settings`, the other roles' `main`).
-    assert {"airflow_dags_force", "common_time_sync", "common_manage_etc_hosts", "flower_enabled", "redis_appendonly",
-            "airflow_http_redirect", "airflow_firewall", "airflow_db_backup"} <= set(KINDS.booleans)
-    assert KINDS.choices["airflow_dag_sync"] == ["rsync", "shared"]
-    assert KINDS.choices["airflow_install_method"] == ["wheelhouse", "index"]
+def spec_problems(kinds, value, name="demo"):
+    """The argument specs' check's messages for one value of a setting on every host."""
+    settings = {h: {name: value} for h in checks.cluster_hosts(DEMO_GROUPS)}
+    return checks.argument_specs(checks.Cluster(DEMO_GROUPS, settings, kinds, lambda p: False))
+
+
+@pytest.mark.parametrize(("spec", "value", "message"), [
+    # a wrong type: Ansible's message, the hosts, and the fix (with the setting's range where it has one)
+    ({"type": "int"}, "80 80", "demo (for m, w1, w2): argument 'demo' is of type str and we were unable to convert to "
+                               "int: \"'80 80'\" cannot be converted to an int. Fix: set it to a whole number"),
+    ({"type": "dict"}, [1], "demo (for m, w1, w2): argument 'demo' is of type list and we were unable to convert to "
+                            "dict: <class 'list'> cannot be converted to a dict. Fix: write a YAML mapping"),
+    # a wrong list element
+    ({"type": "list", "elements": "int"}, [80, "http"],
+     "demo (for m, w1, w2): Elements value for option 'demo' is of type str and we were unable to convert to int: "
+     "\"'http'\" cannot be converted to an int. Fix: write a YAML list of whole numbers ([a, b], or one '- a' line "
+     "per item)"),
+    ({"type": "list", "elements": "str"}, ["10.0.0.0/8", 10],
+     "demo[1] (for m, w1, w2): 10 is a number, not a string (Ansible's type str would convert it, but the roles read "
+     "it as written). Fix: write it in quotes, as a string"),
+    ({"type": "list", "elements": "dict"}, ["name=etl"],
+     "demo[0] (for m, w1, w2): 'name=etl' is a string, not a mapping (Ansible's type dict would convert it"),
+    # a bad choice, of a list's items too
+    ({"type": "str", "choices": ["rsync", "shared"]}, "nfs",
+     "demo (for m, w1, w2): value of demo must be one of: rsync, shared, got: nfs. Fix: set it to one of: rsync, "
+     "shared"),
+    ({"type": "list", "elements": "str", "choices": ["a", "b"]}, ["a", "c"],
+     "demo (for m, w1, w2): value of demo must be one or more of: a, b. Got no match for: c. Fix: set each item to "
+     "one of: a, b"),
+    # what the validator accepts only by converting it
+    ({"type": "bool"}, "false", "demo (for m, w1, w2): 'false' is a string, not a boolean"),
+    ({"type": "bool"}, 1, "demo (for m, w1, w2): 1 is a number, not a boolean"),
+    ({"type": "bool"}, None, "demo (for m, w1, w2): it is null (no value), not a boolean (Ansible's validator skips a "
+                             "null value, but the roles read it)"),
+    ({"type": "int"}, True, "demo (for m, w1, w2): true is a boolean, not a whole number"),
+    ({"type": "int"}, 8.0, "demo (for m, w1, w2): 8.0 is a number, not a whole number"),
+    ({"type": "list", "elements": "str"}, "a,b", "demo (for m, w1, w2): 'a,b' is a string, not a list"),
+    ({"type": "dict"}, "a=1", "demo (for m, w1, w2): 'a=1' is a string, not a mapping"),
+    ({"type": "str"}, 3.1, "demo (for m, w1, w2): 3.1 is a number, not a string (Ansible's type str would convert it, "
+                           "but the roles read it as written). Fix: write it in quotes, as a string"),
+    ({"type": "path"}, 3, "demo (for m, w1, w2): 3 is a number, not a string (a path)"),
+    ({"type": "dict", "options": {"port": {"type": "int"}}}, {"port": "5432/tcp"},
+     "demo (for m, w1, w2): argument 'port' is of type str found in 'demo'. and we were unable to convert to int"),
+    ({"type": "list", "elements": "dict", "options": {"on": {"type": "bool"}}}, [{"on": True}, {"on": "yes"}],
+     "demo[1].on (for m, w1, w2): 'yes' is a string, not a boolean"),
+])
+def test_values_are_validated_against_their_spec(spec, value, message):
+    found = spec_problems(demo_kinds(demo=spec), value)
+    assert len(found) == 1 and found[0].startswith(message), found
+
+
+@pytest.mark.parametrize(("spec", "value"), [
+    ({"type": "bool"}, False), ({"type": "int"}, 8080), ({"type": "int"}, "8080"), ({"type": "int"}, -1),
+    ({"type": "str"}, "3.10"), ({"type": "str"}, None), ({"type": "path"}, "~/locks"), ({"type": "raw"}, [1, "a"]),
+    ({"type": "list", "elements": "int"}, [22, "443"]), ({"type": "list", "elements": "str"}, []),
+    ({"type": "dict"}, {}), ({"type": "str", "choices": ["a", "b"]}, "b"),
+])
+def test_values_as_their_spec_declares_pass(spec, value):
+    assert spec_problems(demo_kinds(demo=spec), value) == []
+
+
+def test_a_string_boolean_is_refused_unless_the_setting_takes_it():
+    # Ansible's bool type reads 'false' as False, but `when: flower_enabled` would read the string as true: refused.
+    # airflow_dags_force is read with `| bool`, and -e airflow_dags_force=true (documented) passes the string.
+    for value in ("true", "false"):
+        assert spec_problems(KINDS, value, "airflow_dags_force") == []
+        assert spec_problems(KINDS, value, "flower_enabled")[0].startswith(
+            f"flower_enabled (for m, w1, w2): '{value}' is a string, not a boolean")
+    assert spec_problems(KINDS, "yes", "airflow_dags_force")[0].startswith("airflow_dags_force (for m, w1, w2): 'yes'")
+
+
+@pytest.mark.parametrize(("spec", "value"), [
+    ({"type": "str", "no_log": True}, ["s3cret-value"]),
+    ({"type": "int", "no_log": True}, "s3cret-value"),
+    ({"type": "str", "choices": ["a", "b"], "no_log": True}, "s3cret-value"),
+    ({"type": "list", "elements": "int", "no_log": True}, ["s3cret-value"]),
+    ({"type": "list", "elements": "dict", "no_log": True}, ["password=s3cret-value"]),
+    ({"type": "dict", "no_log": True}, "password=s3cret-value"),
+    ({"type": "dict", "no_log": True}, [{"password": "s3cret-value"}]),
+])
+def test_a_secret_value_is_never_shown(spec, value):
+    found = spec_problems(demo_kinds(demo=spec), value)
+    assert len(found) == 1 and found[0].startswith("demo") and "s3cret" not in found[0], found
+    # a secret declared in one role's spec is one in every spec that declares the setting
+    kinds = checks.setting_kinds({"a": {"argument_specs": {"main": {"options": {"demo": {**spec, "no_log": False}}}}},
+                                  "b": {"argument_specs": {"main": {"options": {"demo": spec}}}}})
+    assert "demo" in kinds.secrets
+    assert "s3cret" not in " ".join(spec_problems(kinds, value))
+
+
+def test_only_what_the_inventory_sets_is_validated():
+    # The defaults (roles/airflow's, templated by the action) are not the inventory's to fix.
+    kinds = demo_kinds(demo={"type": "int"})
+    settings = {h: {"demo": "{{ other + 1 }}"} for h in checks.cluster_hosts(DEMO_GROUPS)}
+    assert checks.inventory_problems(DEMO_GROUPS, settings, kinds, given={h: {} for h in settings}) == []
+    given = {"w2": {"demo": "many"}}
+    assert checks.inventory_problems(DEMO_GROUPS, settings, kinds, given=given)[0].startswith("demo (for w2): ")
+
+
+def test_a_value_is_validated_against_each_declaration():
+    # airflow_components_enabled: main takes the Airflow components, stop.yml also flower
+    components = ["api-server", "scheduler", "dag-processor", "triggerer", "worker"]
+    assert len(KINDS.options["airflow_components_enabled"]) == 2
+    assert spec_problems(KINDS, components, "airflow_components_enabled") == []
+    assert spec_problems(KINDS, ["flower"], "airflow_components_enabled") == [
+        f"airflow_components_enabled (for m, w1, w2): value of airflow_components_enabled must be one or more of: "
+        f"{', '.join(components)}. Got no match for: flower. Fix: set each item to one of: {', '.join(components)}"]
+
+
+def test_the_argument_specs_agree_on_every_shared_setting():
+    assert checks.spec_disagreements(SPECS) == []
+    # the check itself can fail
+    clash = {"a": {"argument_specs": {"main": {"options": {"demo": {"type": "path"}}}}},
+             "b": {"argument_specs": {"x.yml": {"options": {"demo": {"type": "str", "no_log": True}}}}}}
+    assert checks.spec_disagreements(clash) == [
+        "demo is declared type path in a (main); type str, no_log in b (x.yml): declare it alike in every role's "
+        "meta/argument_specs.yml"]
+
+
+def test_the_argument_specs_declare_what_preflight_checked_by_hand():
+    # Once Python lists in preflight_checks.py: booleans, choices, ports and counts, lists and their elements.
+    def kind(name):
+        return {(o["type"], o.get("elements")) for o in KINDS.options[name]}
+
+    for name in ("airflow_dags_force", "common_time_sync", "common_manage_etc_hosts", "flower_enabled",
+                 "redis_appendonly", "airflow_http_redirect", "airflow_firewall", "airflow_db_backup",
+                 "airflow_monitoring_enabled"):
+        assert kind(name) == {("bool", None)}, name
+    assert KINDS.options["airflow_dag_sync"][0]["choices"] == ["rsync", "shared"]
+    assert KINDS.options["airflow_install_method"][0]["choices"] == ["wheelhouse", "index"]
+    assert KINDS.options["airflow_dags_shared_type"][0]["choices"] == ["nfs", "sshfs"]
+    # every range is one of a whole number
+    assert [n for n in checks.RANGES if kind(n) != {("int", None)}] == []
+    for name in (*checks.ALLOW_LISTS, "airflow_extra_requirements", "airflow_worker_extra_queues",
+                 "airflow_workers_down"):
+        assert kind(name) == {("list", "str")}, name
+    # every list says what its items are
+    assert [n for n, declared in KINDS.options.items() for o in declared if o["type"] == "list" and
+            not o.get("elements")] == []
+    # the settings that hold secrets (and that one_value_per_cluster names without showing)
+    assert {"airflow_connections", "airflow_variables", "airflow_users", "airflow_alert_receiver",
+            "airflow_task_databases", "airflow_db_password", "airflow_fernet_key"} <= KINDS.secrets
 
 
 def test_the_airflow_argument_specs_describe_every_default():
@@ -199,13 +346,15 @@ def every_message(check, **settings) -> list[str]:
 
 
 @pytest.mark.parametrize(("requirements", "message"), [
-    ("apache-airflow-providers-http", "airflow_extra_requirements is a string, not a list (for m, w1, w2)"),
+    ("apache-airflow-providers-http",
+     "airflow_extra_requirements (for m, w1, w2): 'apache-airflow-providers-http' is a string, not a list"),
     (["apache-airflow-providers-http", "requests>="],
      "airflow_extra_requirements[1] 'requests>=' (for m, w1, w2) is not a PEP 508 requirement: Expected semicolon "
      "(after name with no version specifier) or end (at character 9): write one package per item"),
     (["-r other.txt"], "airflow_extra_requirements[0] '-r other.txt' (for m, w1, w2) is not a PEP 508 requirement: "
                        "Expected package name at the start of dependency specifier"),
-    (["ok==1", {"name": "x"}], "airflow_extra_requirements[1] is a mapping, not a string (for m, w1, w2)"),
+    (["ok==1", {"name": "x"}], 'airflow_extra_requirements[1] (for m, w1, w2): {"name": "x"} is a mapping, not a '
+                               "string"),
     (["  "], "airflow_extra_requirements[0] is empty (for m, w1, w2): remove it"),
     # a token in a URL is blotted out
     (["ours @ https://user:t0ken@pkgs.example/ours.whl extra"], "'ours @ https://***@pkgs.example/ours.whl extra'"),
@@ -237,7 +386,8 @@ def test_extra_wheels_is_a_folder_with_wheels(tmp_path):
         f"airflow_extra_wheels '{tmp_path}' (for m, w1, w2) is set but airflow_extra_requirements is empty: a wheel "
         "is installed only when a requirement names it: add it to airflow_extra_requirements (e.g. "
         "our-operators==1.4.0), or set airflow_extra_wheels to \"\""]
-    assert "is a number, not a path" in problems_with(airflow_extra_wheels=3, **reqs)[0]
+    assert problems_with(airflow_extra_wheels=3, **reqs)[0].startswith(
+        "airflow_extra_wheels (for m, w1, w2): 3 is a number, not a string (a path)")
 
 
 GOOD_CONNECTION = {"conn_id": "warehouse", "conn_type": "postgres", "host": "db.example", "schema": "analytics",
@@ -246,9 +396,10 @@ GOOD_CONNECTION = {"conn_id": "warehouse", "conn_type": "postgres", "host": "db.
 
 
 @pytest.mark.parametrize(("connections", "message"), [
-    ({"warehouse": GOOD_CONNECTION}, "airflow_connections is a mapping, not a list (for m, w1, w2): give a list of "
-                                     "connections, each a mapping with conn_id and conn_type"),
-    (["warehouse"], "airflow_connections[0] is a string, not a mapping (for m, w1, w2)"),
+    ({"warehouse": GOOD_CONNECTION}, "airflow_connections (for m, w1, w2): argument 'airflow_connections' is of type "
+                                     "dict and we were unable to convert to list"),
+    (["warehouse"], "airflow_connections (for m, w1, w2): Elements value for option 'airflow_connections' is of type "
+                    "str and we were unable to convert to dict"),
     ([{**GOOD_CONNECTION, "conn_id": None}], "airflow_connections[0] has no conn_id (for m, w1, w2): give every "
                                              "connection a conn_id"),
     ([{**GOOD_CONNECTION, "conn_id": "my warehouse"}],
@@ -273,6 +424,7 @@ GOOD_CONNECTION = {"conn_id": "warehouse", "conn_type": "postgres", "host": "db.
 def test_connections(connections, message):
     found = problems_with(airflow_connections=connections)
     assert message in found[0], found
+    assert SECRET not in " ".join(found)
     assert SECRET not in " ".join(every_message(checks.connections, airflow_connections=connections))
 
 
@@ -283,7 +435,8 @@ def test_good_connections_pass():
 
 
 @pytest.mark.parametrize(("variables", "message"), [
-    ([{"environment": SECRET}], "airflow_variables is a list, not a mapping (for m, w1, w2): give name: value pairs"),
+    ([{"environment": SECRET}], "airflow_variables (for m, w1, w2): argument 'airflow_variables' is of type list and "
+                                "we were unable to convert to dict"),
     ({"environment": SECRET, 2024: SECRET}, "airflow_variables has the name 2024, a number (for m, w1, w2): a "
                                             "variable's name is a non-empty string"),
     ({"": SECRET}, "airflow_variables has the name '', a string (for m, w1, w2)"),
@@ -468,8 +621,8 @@ SMTP = {"type": "email", "to": "oncall@example.com", "from": "airflow@example.co
 
 
 @pytest.mark.parametrize(("receiver", "message"), [
-    ([SMTP], "airflow_alert_receiver is a list, not a mapping (for m, w1, w2): give {} for none, {type: webhook, "
-             "url: https://hooks.example.com/airflow} or {type: email"),
+    ([SMTP], "airflow_alert_receiver (for m, w1, w2): argument 'airflow_alert_receiver' is of type list and we were "
+             "unable to convert to dict: <class 'list'> cannot be converted to a dict. Fix: write a YAML mapping"),
     ({"url": "https://hooks.example/x"}, "airflow_alert_receiver has no type (for m, w1, w2): set type to webhook or "
                                          "email (or give {} for no receiver)"),
     ({"type": "Email"}, "airflow_alert_receiver has the type 'Email' (for m, w1, w2)"),
@@ -495,6 +648,7 @@ SMTP = {"type": "email", "to": "oncall@example.com", "from": "airflow@example.co
 def test_alert_receiver(receiver, message):
     found = problems_with(airflow_alert_receiver=receiver)
     assert message in found[0], found
+    assert SECRET not in " ".join(found)
     assert SECRET not in " ".join(every_message(checks.alert_receiver, airflow_alert_receiver=receiver))
 
 
@@ -514,25 +668,34 @@ def test_a_receiver_that_differs_between_hosts_is_named_not_shown():
 
 
 @pytest.mark.parametrize(("settings", "message"), [
-    ({"airflow_prometheus_retention": 15}, "airflow_prometheus_retention must be a Prometheus duration, a whole number "
-                                           "and one unit (ms, s, m, h, d, w or y) without a space, e.g. 15d; got 15 "
-                                           "(a number) for m, w1, w2"),
+    ({"airflow_prometheus_retention": 15}, "airflow_prometheus_retention (for m, w1, w2): 15 is a number, not a "
+                                           "string"),
+    ({"airflow_prometheus_retention": "15 days"}, "airflow_prometheus_retention must be a Prometheus duration, a whole "
+                                                  "number and one unit (ms, s, m, h, d, w or y) without a space, e.g. "
+                                                  "15d; got '15 days' for m, w1, w2"),
     ({"airflow_prometheus_retention": "1h30m"}, "got '1h30m'"),
     ({"airflow_prometheus_retention": "0d"}, "airflow_prometheus_retention '0d' (for m, w1, w2) is 0, which "
                                              "Prometheus reads as its own default (15d)"),
     ({"airflow_prometheus_scrape_interval": "0s"}, "airflow_prometheus_scrape_interval '0s' (for m, w1, w2) is "
                                                    "shorter than 1s"),
     ({"airflow_prometheus_scrape_interval": "15S"}, "airflow_prometheus_scrape_interval must be a Prometheus duration"),
-    ({"airflow_alert_disk_percent": "85%"}, "airflow_alert_disk_percent must be a whole number of percent from 1 to "
-                                            "99, got '85%' (a string) for m, w1, w2"),
+    ({"airflow_alert_disk_percent": "85%"}, "airflow_alert_disk_percent (for m, w1, w2): argument "
+                                            "'airflow_alert_disk_percent' is of type str and we were unable to convert "
+                                            "to int: \"'85%'\" cannot be converted to an int. Fix: set it to a whole "
+                                            "number of percent from 1 to 99"),
+    ({"airflow_alert_disk_percent": "100"}, "airflow_alert_disk_percent must be a whole number of percent from 1 to "
+                                            "99, got '100' (a string) for m, w1, w2"),
     ({"airflow_alert_disk_percent": 0}, "got 0 for m, w1, w2"),
-    ({"airflow_alert_backup_max_age_hours": True}, "airflow_alert_backup_max_age_hours must be a whole number of "
-                                                   "hours of at least 1, got true (a boolean)"),
+    ({"airflow_alert_backup_max_age_hours": True}, "airflow_alert_backup_max_age_hours (for m, w1, w2): true is a "
+                                                   "boolean, not a whole number (Ansible's type int would convert it, "
+                                                   "but the roles read it as written). Fix: set it to a whole number "
+                                                   "of hours of at least 1"),
     ({"airflow_node_exporter_port": 70000}, "airflow_node_exporter_port must be a port number from 1 to 65535"),
-    ({"airflow_monitoring_enabled": "yes"}, "airflow_monitoring_enabled must be true or false without quotes, got "
-                                           "'yes'"),
-    ({"airflow_statsd_port": "8125/udp"}, "airflow_statsd_port must be a port number from 1 to 65535, got "
-                                          "'8125/udp' (a string) for m, w1, w2"),
+    ({"airflow_monitoring_enabled": "yes"}, "airflow_monitoring_enabled (for m, w1, w2): 'yes' is a string, not a "
+                                           "boolean"),
+    ({"airflow_statsd_port": "8125/udp"}, "airflow_statsd_port (for m, w1, w2): argument 'airflow_statsd_port' is of "
+                                          "type str and we were unable to convert to int: \"'8125/udp'\" cannot be "
+                                          "converted to an int. Fix: set it to a port number from 1 to 65535"),
     ({"airflow_alertmanager_url_prefix": "/alertmanager/"}, "airflow_alertmanager_url_prefix '/alertmanager/' (for "
                                                            "m, w1, w2) must start with / and have no trailing slash, "
                                                            "e.g. /alertmanager"),

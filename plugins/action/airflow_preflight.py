@@ -7,11 +7,14 @@
                       settings of the host running the task (HOST_SETTINGS: the version, the locks, the extras)
 
 It fails with the first message of plugins/module_utils/preflight_checks.py, or returns ok (never changed). The
-kinds of settings (booleans, choices) come from the argument specs of the roles beside the running one.
+types of the settings are the argument specs of the roles beside the running one (every role's, every entry point's):
+phase inventory validates each value the inventory sets (-e included) for a setting they declare against them with
+Ansible's own validator, before the checks over several settings or hosts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import sys
@@ -64,6 +67,20 @@ class HostVariables(Mapping):
         return len(self._vars)
 
 
+def given_settings(hosts: list[str], names, hostvars) -> dict[str, dict]:
+    """Per host, the settings among `names` its variables set (hostvars: host -> HostVariables, -e included),
+    templated. A value that refers to a variable the inventory does not define is left out: the run templates it once
+    the roles' variables exist (a setting the checks read is refused before, by host_settings)."""
+    given = {}
+    for host in hosts:
+        own = hostvars[host]
+        given[host] = {}
+        for name in (n for n in names if n in own):
+            with contextlib.suppress(UnusableSetting):
+                given[host][name] = own[name]
+    return given
+
+
 class ActionModule(ActionBase):
     # It only reads the inventory and the gathered facts, on the control node.
     _requires_connection = False
@@ -88,7 +105,7 @@ class ActionModule(ActionBase):
         specs = {path.split(os.sep)[-3]: self._loader.load_from_file(path)
                  for path in glob.glob(os.path.join(roles_dir, "*", "meta", "argument_specs.yml"))}
         kinds = checks.setting_kinds(specs)
-        names = checks.setting_names(kinds)
+        names = checks.setting_names()
         # The role's own defaults (its dependencies' included), not task_vars: those hold the running host's
         # inventory variables, which are not another host's (the --limit play runs on a cluster host).
         defaults = {n: self._templar.template(v) for n, v in self._task._role.get_default_vars().items() if n in names}
@@ -96,7 +113,7 @@ class ActionModule(ActionBase):
         hosts = checks.cluster_hosts(groups)
         own = {h: HostVariables(self._templar, task_vars["hostvars"], h) for h in hosts}
         settings = checks.host_settings(hosts, names, own, defaults)
-        return checks.inventory_problems(groups, settings, kinds)
+        return checks.inventory_problems(groups, settings, kinds, given=given_settings(hosts, kinds.options, own))
 
     def _host_problems(self, checks, task_vars):
         facts = {}

@@ -4,19 +4,24 @@ plugins/action/airflow_preflight.py (the preflight role) feeds them what a run s
 message; tests/test_preflight_checks.py feeds them each bad inventory of tests/data/bad_inventories. Each message
 names the group or setting, the bad value, the hosts that have it, and the fix.
 
-- inventory_problems(): checks that need no facts (group sizes, value types and ranges, files on the control node,
-  ports), over `groups` (group -> hosts) and `settings` (cluster host -> {setting: value}: what the inventory sets
-  for the host, else the default).
+- inventory_problems(): checks that need no facts (group sizes, the values the inventory sets against the roles'
+  argument specs, value ranges, files on the control node, ports), over `groups` (group -> hosts) and `settings`
+  (cluster host -> {setting: value}: what the inventory sets for the host, else the default).
 - host_problems(): checks that need the hosts' facts (operating system, a lock for each Python, the environment's
   lock of the team's extra packages for each Python, cluster addresses).
 
 The checks run in order, and a check may rely on the ones before it (one master): each function returns the
 messages of the first check that finds a problem, [] when none does.
 
-Which settings are booleans and which take one of a closed set of values comes from the roles' argument specs
-(setting_kinds). Standard library, and packaging (an ansible-core dependency) for the extra requirements: it runs on
-the control node, in Ansible and in the tests. Settings that may hold secrets (connections, variables, users) are
-never shown in a message: only their names, fields and positions are; nor is the alert receiver's password.
+The types of the settings are the roles' argument specs (meta/argument_specs.yml, read by setting_kinds): every value
+the inventory sets (-e included) for an option some role declares is validated against it with Ansible's own
+validator (ArgumentSpecValidator: types, choices, list elements, suboptions), and refused when the validator accepts
+it only by converting it (validation converts nothing the roles read: a quoted 'false' stays a string, which is
+true). The Python here keeps what the specs cannot say: value ranges (RANGES), formats, and the rules over several
+settings or hosts. Standard library, ansible-core (the validator) and packaging (an ansible-core dependency) for the
+extra requirements: it runs on the control node, in Ansible and in the tests. Settings that may hold secrets (no_log
+in the specs: connections, variables, users, the alert receiver, passwords) are never shown in a message: only their
+names, fields and positions are.
 """
 
 from __future__ import annotations
@@ -35,9 +40,13 @@ import cluster_model as model
 import cluster_rules as rules
 import extras_lock as extras
 import systemd_sandbox as sandbox
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.common.parameters import remove_values
 
 # What a choice means, where its name alone does not say it.
 CHOICE_NOTES = {"wheelhouse": "offline install from the control node", "index": "pip on each node"}
+# Booleans that also take the strings 'true' and 'false' (Ansible's bool type reads any of 'yes', 'on', 1, ... and
+# validation converts nothing the roles read: the others are consumed as plain booleans, `when: flower_enabled`).
 # Consumed with `| bool`, and `-e airflow_dags_force=true` (as documented) passes the string 'true'.
 BOOLEAN_STRINGS_OK = ("airflow_dags_force",)
 
@@ -52,9 +61,13 @@ PORTS = ("airflow_api_port", "airflow_api_lb_port", "airflow_flower_port", "airf
 COUNTS = ("airflow_worker_concurrency", "airflow_api_workers", "airflow_worker_max_failed_heartbeats",
           "airflow_task_heartbeat_timeout", "airflow_db_backup_keep", "airflow_dag_refresh_interval",
           "airflow_worker_api_retries")
-# Whole numbers with their own range: (lowest, highest, what the message asks for).
-RANGES = {"airflow_alert_disk_percent": (1, 99, "a whole number of percent from 1 to 99"),
-          "airflow_alert_backup_max_age_hours": (1, 10**6, "a whole number of hours of at least 1")}
+# The alerts' thresholds.
+ALERT_THRESHOLDS = {"airflow_alert_disk_percent": (1, 99, "a whole number of percent from 1 to 99"),
+                    "airflow_alert_backup_max_age_hours": (1, 10**6, "a whole number of hours of at least 1")}
+# The ranges of whole numbers (type int in the specs, which say no range): (lowest, highest, what the message asks
+# for).
+RANGES = {**dict.fromkeys(PORTS, (1, 65535, "a port number from 1 to 65535")),
+          **dict.fromkeys(COUNTS, (1, 10**6, "a whole number of at least 1")), **ALERT_THRESHOLDS}
 # The URL prefixes nginx serves on the master, and what it serves under each.
 URL_PREFIXES = {"airflow_url_prefix": ("Airflow", "/airflow"), "airflow_flower_url_prefix": ("Flower", "/flower"),
                 "airflow_prometheus_url_prefix": ("Prometheus", "/prometheus"),
@@ -68,7 +81,8 @@ DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000,
 RECEIVER = "airflow_alert_receiver"
 RECEIVER_FIELDS = {"webhook": ("type", "url"), "email": ("type", "to", "from", "smarthost", "username", "password")}
 MONITORING_SETTINGS = ("airflow_monitoring_enabled", "airflow_prometheus_url_prefix", "airflow_alertmanager_url_prefix",
-                       "airflow_prometheus_retention", "airflow_prometheus_scrape_interval", RECEIVER, *RANGES)
+                       "airflow_prometheus_retention", "airflow_prometheus_scrape_interval", RECEIVER,
+                       *ALERT_THRESHOLDS)
 # The team's extra packages (one lock per environment) and the Airflow objects (kept from the master's settings).
 EXTRAS = ("airflow_extra_requirements", "airflow_extra_wheels")
 OBJECTS = ("airflow_connections", "airflow_variables", "airflow_pools", "airflow_users")
@@ -84,8 +98,6 @@ PG_RESERVED = frozenset({"postgres", "template0", "template1", "public", "all", 
 QUEUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 # A git branch or tag for `git clone --branch` (never an option: no leading '-').
 GIT_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}")
-# Settings whose values may be secrets (passwords, variable values): messages name them, never show their values.
-SECRET_VALUES = ("airflow_connections", "airflow_variables", "airflow_users", RECEIVER, "airflow_task_databases")
 # One value for the whole cluster: airflow.cfg is the same file on every node and the hosts reach each other's
 # services on these ports and prefixes; the extra packages are one lock, the objects one database.
 CLUSTER_WIDE = ("airflow_version", "airflow_url_prefix", "airflow_flower_url_prefix", "airflow_dag_sync",
@@ -124,10 +136,16 @@ USERNAME = re.compile(r"[A-Za-z0-9_@-][A-Za-z0-9_.@-]*")
 
 
 class Kinds(NamedTuple):
-    """Settings that must be true or false, and settings that must be one of their choices."""
+    """The settings the roles' argument specs declare: name -> its declarations, each distinct one once (the option's
+    spec without its description, in the order of the roles and their entry points; `no_log` on each of them when
+    one has it)."""
 
-    booleans: list[str]
-    choices: dict[str, list]
+    options: dict[str, list[dict]]
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        """The settings whose values messages never show (no_log)."""
+        return frozenset(n for n, declared in self.options.items() if declared[0].get("no_log"))
 
 
 class Value(NamedTuple):
@@ -169,26 +187,58 @@ def _key(value) -> str:
         return json.dumps(value, default=str)
 
 
-def setting_kinds(specs: dict[str, Any]) -> Kinds:
-    """Kinds of settings from the roles' argument specs ({role: its parsed meta/argument_specs.yml}): the options
-    of type bool, and the str options with choices, of each role's `settings` entry point (roles/airflow, a role
-    without tasks) or else its `main` one."""
-    booleans, choices = [], {}
+def _declarations(specs: dict[str, Any]):
+    """(role, entry point, name, option spec) of every option of the roles' argument specs ({role: its parsed
+    meta/argument_specs.yml}), roles and entry points in name order."""
     for role in sorted(specs):
         entries = (specs[role] or {}).get("argument_specs") or {}
-        entry = entries.get("settings") or entries.get("main") or {}
-        for name, option in (entry.get("options") or {}).items():
-            if option.get("type") == "bool":
-                booleans.append(name)
-            elif option.get("choices") and option.get("type", "str") == "str":
-                choices[name] = list(option["choices"])
-    return Kinds(booleans, choices)
+        for entry in sorted(entries):
+            for name, option in ((entries[entry] or {}).get("options") or {}).items():
+                yield role, entry, name, option
 
 
-def setting_names(kinds: Kinds) -> list[str]:
-    """Every setting inventory_problems reads."""
-    names = (*CONNECTION, *CLUSTER_WIDE, *kinds.booleans, *PORTS, *COUNTS, *RANGES, *sorted(kinds.choices),
-             *OTHER_SETTINGS, *RENAMED)
+def _without_descriptions(option: Mapping) -> dict:
+    """An option's spec as the validator reads it: its description and its suboptions' dropped."""
+    spec = {k: v for k, v in option.items() if k not in ("description", "short_description")}
+    if isinstance(spec.get("options"), Mapping):
+        spec["options"] = {n: _without_descriptions(o) for n, o in spec["options"].items()}
+    return spec
+
+
+def setting_kinds(specs: dict[str, Any]) -> Kinds:
+    """The declarations of every option of every entry point of the roles' argument specs ({role: its parsed
+    meta/argument_specs.yml}). A value is validated against each declaration of its setting: the specs agree on a
+    setting's type (spec_disagreements, a test), and an entry point may take more choices than another
+    (airflow_components_enabled: stop.yml also takes flower)."""
+    options: dict[str, list[dict]] = {}
+    for _, _, name, option in _declarations(specs):
+        spec = _without_descriptions(option)
+        if spec not in options.setdefault(name, []):
+            options[name].append(spec)
+    for declared in options.values():
+        if any(spec.get("no_log") for spec in declared):
+            for spec in declared:
+                spec["no_log"] = True
+    return Kinds(options)
+
+
+def spec_disagreements(specs: dict[str, Any]) -> list[str]:
+    """Settings declared with different types (type and elements), or secret (no_log) in one role's spec and not in
+    another's: one message each. The specs must agree (tests/test_preflight_checks.py)."""
+    found: dict[str, dict[tuple, list[str]]] = {}
+    for role, entry, name, option in _declarations(specs):
+        kind = (option.get("type", "str"), option.get("elements"), bool(option.get("no_log")))
+        found.setdefault(name, {}).setdefault(kind, []).append(f"{role} ({entry})")
+    return [f"{name} is declared " + "; ".join(f"type {t}{f' of {e}' if e else ''}{', no_log' if secret else ''} in "
+                                               f"{', '.join(where)}" for (t, e, secret), where in kinds.items())
+            + ": declare it alike in every role's meta/argument_specs.yml"
+            for name, kinds in found.items() if len(kinds) > 1]
+
+
+def setting_names() -> list[str]:
+    """Every setting inventory_problems reads besides the argument specs' check (which reads what the inventory
+    sets)."""
+    names = (*CONNECTION, *CLUSTER_WIDE, *RANGES, *OTHER_SETTINGS, *RENAMED)
     return list(dict.fromkeys(names))
 
 
@@ -243,10 +293,12 @@ def _is_url(v) -> bool:
 
 
 class Cluster:
-    """What the inventory checks read: groups, cluster hosts, their settings, the kinds of settings."""
+    """What the inventory checks read: groups, cluster hosts, their settings, the kinds of settings, and what of the
+    settings the inventory sets (given: cluster host -> {setting: value}; the settings themselves when None)."""
 
-    def __init__(self, groups, settings, kinds: Kinds, is_file, is_dir=os.path.isdir):
+    def __init__(self, groups, settings, kinds: Kinds, is_file, is_dir=os.path.isdir, given=None):
         self.groups, self.settings, self.kinds, self.is_file, self.is_dir = groups, settings, kinds, is_file, is_dir
+        self.given = settings if given is None else given
         self.hosts = cluster_hosts(groups)
         self._values: dict[str, list[Value]] = {}
 
@@ -260,6 +312,12 @@ class Cluster:
             by_value = group_hosts(having, lambda h: _key(self.settings[h][name]))
             self._values[name] = [Value(name, self.settings[hosts[0]][name], hosts) for hosts in by_value.values()]
         return self._values[name]
+
+    def given_values(self, name: str) -> list[Value]:
+        """The setting's distinct values where the inventory sets it, in host order."""
+        having = [h for h in self.hosts if name in self.given.get(h, {})]
+        by_value = group_hosts(having, lambda h: _key(self.given[h][name]))
+        return [Value(name, self.given[hosts[0]][name], hosts) for hosts in by_value.values()]
 
 
 # ---------------------------------------------------------------- checks that need no facts
@@ -351,22 +409,124 @@ def distinct_ssh_addresses(c: Cluster) -> list[str]:
             for key, hosts in group_hosts(c.hosts, address).items() if len(hosts) > 1]
 
 
-def booleans(c: Cluster) -> list[str]:
-    # Consumed as plain booleans (`when: flower_enabled`): a quoted "false" would be a string, which is true.
-    return [f"{n} must be true or false without quotes, got {e.shown} (a {e.type}) for {e.for_hosts} (on the "
-            f"command line, pass JSON: -e '{{\"{n}\": true}}')"
-            for n in c.kinds.booleans for e in c.values(n)
-            if not isinstance(e.value, bool) and not (n in BOOLEAN_STRINGS_OK and e.value in ("true", "false"))]
+# A value of each type of the specs, in a message's words; and a list of them.
+TYPE_NOUNS = {"bool": "a boolean", "int": "a whole number", "list": "a list", "dict": "a mapping", "str": "a string",
+              "path": "a string (a path)"}
+TYPE_PLURALS = {"bool": "booleans", "int": "whole numbers", "list": "lists", "dict": "mappings", "str": "strings",
+                "path": "strings (paths)"}
 
 
-def ports_and_counts(c: Cluster) -> list[str]:
+def argument_specs(c: Cluster) -> list[str]:
+    """Every value the inventory sets (-e included) for a setting a role's argument spec declares, against each of
+    its declarations, by Ansible's own validator (types, choices, list elements, suboptions); then what the validator
+    accepted only by converting it (_unconverted). One message per setting and distinct value, never showing a
+    no_log value."""
     problems = []
-    for n in (*PORTS, *COUNTS, *RANGES):
-        low, top, what = ((1, 65535, "a port number from 1 to 65535") if n in PORTS
-                          else RANGES.get(n, (1, 10**6, "a whole number of at least 1")))
+    for name, declared in c.kinds.options.items():
+        for e in c.given_values(name):
+            found = (_spec_problem(e, spec, name in c.kinds.secrets) for spec in declared)
+            problems += [p for p in found if p][:1]
+    return problems
+
+
+def _spec_problem(e: Value, spec: Mapping, secret: bool) -> str | None:
+    result = ArgumentSpecValidator({e.name: spec}).validate({e.name: e.value})
+    if result.error_messages:
+        said = "; ".join(result.error_messages)
+        if secret:
+            # Ansible's way (a module's fail_json): every string and number of the value blotted out of the message,
+            # the setting's name kept (a secret may be a part of it: a user "airflow").
+            kept = "\x00"
+            said = remove_values(said.replace(e.name, kept), [leaf for leaf in _leaves(e.value) if leaf])
+            said = said.replace(kept, e.name)
+        fix = (_fix(e.name, spec) if not spec.get("options")
+               else "give it the fields and types its roles' meta/argument_specs.yml declare")
+        return f"{e.name} (for {e.for_hosts}): {said}. Fix: {fix}"
+    bad = _unconverted(e.name, e.value, spec)
+    if bad is None:
+        return None
+    where, value, part = bad
+    kind = part.get("type", "str")
+    if value is None:
+        got, why = "it is null (no value)", "Ansible's validator skips a null value, but the roles read it"
+    else:
+        shown = "the value" if secret else (f"'{value}'" if isinstance(value, str) else json.dumps(value, default=str))
+        got = f"{shown} is a {_type(value)}"
+        why = f"Ansible's type {kind} would convert it, but the roles read it as written"
+    return (f"{e.name}{where} (for {e.for_hosts}): {got}, not {TYPE_NOUNS[kind]} ({why}). Fix: "
+            f"{_fix(e.name, part, top=not where)}")
+
+
+def _leaves(value):
+    """The strings and numbers in a value, as text."""
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if isinstance(value, (list, tuple, set)):
+        for item in value:
+            yield from _leaves(item)
+    elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        yield str(value)
+
+
+def _unconverted(name: str, value, spec: Mapping, where: str = ""):
+    """(where in the value, the part, its spec) of the first part that Ansible's validator accepts only by converting
+    it; None when it takes the value as written. The validator returns the converted values, but a role reads its
+    variables as the inventory wrote them: a bool from 'false' (a string, which `when:` reads as true) or 1, a list
+    from a string (split at commas), a mapping from 'k=v', a string from a number (YAML reads 3.10 as 3.1), a number
+    from true or 8.0 are refused. A whole number may be written as a string ('8080', as -e key=value gives it: the
+    roles read numbers with `| int`); a string or path setting may be null (rendered empty in a text);
+    BOOLEAN_STRINGS_OK take 'true' and 'false'."""
+    kind = spec.get("type", "str")
+    if value is None:
+        ok = kind not in TYPE_NOUNS or kind in ("str", "path")
+    else:
+        string_boolean = not where and name in BOOLEAN_STRINGS_OK and value in ("true", "false")
+        ok = {"bool": isinstance(value, bool) or string_boolean, "int": _whole(value) is not None,
+              "str": isinstance(value, str), "path": isinstance(value, str), "list": isinstance(value, list),
+              "dict": isinstance(value, Mapping)}.get(kind, True)
+    if not ok:
+        return where, value, spec
+    options = spec.get("options") or {}
+    if kind == "list" and spec.get("elements"):
+        element = {"type": spec["elements"], **({"options": options} if options else {})}
+        parts = (_unconverted(name, item, element, f"{where}[{i}]") for i, item in enumerate(value))
+        return next((bad for bad in parts if bad), None)
+    if kind == "dict" and options and isinstance(value, Mapping):
+        parts = (_unconverted(name, value[field], sub, f"{where}.{field}") for field, sub in options.items()
+                 if field in value)
+        return next((bad for bad in parts if bad), None)
+    return None
+
+
+def _fix(name: str, spec: Mapping, top: bool = True) -> str:
+    """How to write a value of the spec (top: the setting itself, not a part of it: its range, -e's JSON)."""
+    kind, choices = spec.get("type", "str"), spec.get("choices")
+    if choices:
+        shown = ", ".join(f"{a} ({CHOICE_NOTES[a]})" if a in CHOICE_NOTES else str(a) for a in choices)
+        return f"set {'each item' if kind == 'list' else 'it'} to one of: {shown}"
+    if kind == "bool":
+        return "set it to true or false without quotes" + (
+            f" (on the command line, pass JSON: -e '{{\"{name}\": true}}')" if top else "")
+    if kind == "int":
+        return f"set it to {RANGES[name][2] if top and name in RANGES else 'a whole number'}"
+    if kind == "list":
+        elements = spec.get("elements")
+        return (f"write a YAML list{' of ' + TYPE_PLURALS.get(elements, elements) if elements else ''} ([a, b], or one "
+                "'- a' line per item)")
+    if kind == "dict":
+        return "write a YAML mapping ({key: value}, or {} for none)"
+    if kind in ("str", "path"):
+        return "write it in quotes, as a string"
+    return f"write it as its argument spec declares (type {kind})"
+
+
+def value_ranges(c: Cluster) -> list[str]:
+    """The whole numbers of RANGES within their range (the argument specs said they are whole numbers)."""
+    problems = []
+    for n, (low, top, what) in RANGES.items():
         for e in c.values(n):
-            whole = _is_integer(e.value) or (isinstance(e.value, str) and re.fullmatch("[0-9]+", e.value))
-            if not (whole and low <= int(e.value) <= top):
+            number = _whole(e.value)
+            if number is not None and not low <= number <= top:
                 kind = "" if _is_integer(e.value) else f" (a {e.type})"
                 problems.append(f"{n} must be {what}, got {e.shown}{kind} for {e.for_hosts}")
     return problems
@@ -422,9 +582,8 @@ def prometheus_durations(c: Cluster) -> list[str]:
         for e in c.values(n):
             ms = _duration_ms(e.value)
             if ms is None:
-                kind = "" if isinstance(e.value, str) else f" (a {e.type})"
                 problems.append(f"{n} must be a Prometheus duration, a whole number and one unit (ms, s, m, h, d, w "
-                                f"or y) without a space, e.g. {example}; got {e.shown}{kind} for {e.for_hosts}")
+                                f"or y) without a space, e.g. {example}; got {e.shown} for {e.for_hosts}")
             elif n == "airflow_prometheus_scrape_interval" and ms < 1000:
                 problems.append(f"{e.about} is shorter than 1s: Prometheus would scrape every exporter more than once "
                                 f"a second: set it to 1s or more, e.g. {example}")
@@ -438,14 +597,9 @@ def alert_receiver(c: Cluster) -> list[str]:
     """airflow_alert_receiver: {} (alerts only in the UIs), a webhook (url) or an email receiver (to, from, smarthost,
     username and password together). It may hold a password: only its type, field names and smarthost are shown."""
     problems = []
-    examples = ("{} for none, {type: webhook, url: https://hooks.example.com/airflow} or {type: email, to: "
-                "oncall@example.com, from: airflow@example.com, smarthost: mail.example.com:587}")
     for e in c.values(RECEIVER):
         r, on = e.value, f"(for {e.for_hosts})"
-        if not isinstance(r, Mapping):
-            problems.append(f"{RECEIVER} is a {e.type}, not a mapping {on}: give {examples}")
-            continue
-        if not r:
+        if not isinstance(r, Mapping) or not r:  # a mapping: the argument specs' check
             continue
         kind = r.get("type")
         if not (isinstance(kind, str) and kind in RECEIVER_FIELDS):
@@ -496,14 +650,6 @@ def _is_host_port(v) -> bool:
     return m is not None and 1 <= int(m[2]) <= 65535
 
 
-def choices(c: Cluster) -> list[str]:
-    problems = []
-    for n, allowed in sorted(c.kinds.choices.items()):
-        shown = ", ".join(f"{a} ({CHOICE_NOTES[a]})" if a in CHOICE_NOTES else str(a) for a in allowed)
-        problems += [f"{e.about} is not one of: {shown}" for e in c.values(n) if e.value not in allowed]
-    return problems
-
-
 def package_index(c: Cluster) -> list[str]:
     """In index mode, the index URL, the proxy and the CA bundle."""
     index = {h for h in c.hosts if c.settings[h].get("airflow_install_method") == "index"}
@@ -529,11 +675,7 @@ def tls_and_allow_lists(c: Cluster) -> list[str]:
     problems += [f"{e.about} is not a file on the control node: give the path of a PEM file, or \"\" for the default"
                  for n in TLS_FILES for e in c.values(n)
                  if e.value and not (isinstance(e.value, str) and c.is_file(e.value))]
-    for e in (e for n in ALLOW_LISTS for e in c.values(n)):
-        if e.type != "list":
-            problems.append(f"{e.about} is a {e.type}, not a list: give a list of addresses or networks, e.g. "
-                            "[192.0.2.0/24], or [] for any")
-            continue
+    for e in (e for n in ALLOW_LISTS for e in c.values(n) if isinstance(e.value, list)):
         problems += [f"{e.name} has {json.dumps(item, default=str)} (for {e.for_hosts}), which is not an IP address "
                      "or network: write addresses like 10.0.0.5 or networks like 192.0.2.0/24"
                      for item in e.value if not _is_network(item)]
@@ -541,19 +683,13 @@ def tls_and_allow_lists(c: Cluster) -> list[str]:
 
 
 def extra_requirements(c: Cluster) -> list[str]:
-    """airflow_extra_requirements: a list of PEP 508 requirements."""
+    """airflow_extra_requirements: a list of PEP 508 requirements (a list of strings: the argument specs' check)."""
     problems = []
     for e in c.values("airflow_extra_requirements"):
-        if not isinstance(e.value, list):
-            problems.append(f"airflow_extra_requirements is a {e.type}, not a list (for {e.for_hosts}): give a list of "
-                            "requirements, e.g. [apache-airflow-providers-http>=5.0], or [] for none")
-            continue
-        for i, line in enumerate(e.value):
+        for i, line in enumerate(e.value if isinstance(e.value, list) else []):
             if not isinstance(line, str):
-                problems.append(f"airflow_extra_requirements[{i}] is a {_type(line)}, not a string (for "
-                                f"{e.for_hosts}): write each requirement as one line, e.g. "
-                                "apache-airflow-providers-http>=5.0")
-            elif not line.strip():
+                continue
+            if not line.strip():
                 problems.append(f"airflow_extra_requirements[{i}] is empty (for {e.for_hosts}): remove it")
             elif why := extras.requirement_error(line):
                 problems.append(f"airflow_extra_requirements[{i}] {extras.shown_requirement(line)} (for "
@@ -567,12 +703,9 @@ def extra_wheels(c: Cluster) -> list[str]:
     """airflow_extra_wheels: "" or a folder on the control node with wheels in it, which a requirement names."""
     problems = []
     for e in c.values("airflow_extra_wheels"):
-        if e.value in ("", None):
+        if e.value in ("", None) or not isinstance(e.value, str):  # a string: the argument specs' check
             continue
-        if not isinstance(e.value, str):
-            problems.append(f"airflow_extra_wheels is a {e.type}, not a path (for {e.for_hosts}): give the folder of "
-                            "your wheel files on the control node, or \"\" for none")
-        elif not c.is_dir(e.value):
+        if not c.is_dir(e.value):
             problems.append(f"{e.about} is not a folder on the control node: give the folder that holds your .whl "
                             "files (e.g. \"{{ inventory_dir }}/wheels\"), or \"\" for none")
         elif not extras.wheel_files(e.value):
@@ -611,19 +744,15 @@ def _shown(v) -> str:
     return f"'{v}'" if isinstance(v, str) else json.dumps(v, default=str)
 
 
-def _listed(e: Value, what: str, key: str, required: tuple[str, ...]) -> tuple[list[str], list]:
-    """The problems of a list-of-mappings setting's shape, and (label, item) of each mapping that has its key field:
-    label names the setting, the index and the key ("airflow_pools[1] (name 'etl')"). The values are never shown."""
-    fields = " and ".join(required)
-    if not isinstance(e.value, list):
-        return [f"{e.name} is a {e.type}, not a list (for {e.for_hosts}): give a list of {what}s, each a mapping with "
-                f"{fields} (see roles/airflow/defaults/main.yml), or [] for none"], []
+def _listed(e: Value, what: str, key: str) -> tuple[list[str], list]:
+    """The problems of a list-of-mappings setting's items (a list of mappings: the argument specs' check), and (label,
+    item) of each mapping that has its key field: label names the setting, the index and the key ("airflow_pools[1]
+    (name 'etl')"). The values are never shown."""
     problems, items = [], []
-    for i, item in enumerate(e.value):
+    for i, item in enumerate(e.value if isinstance(e.value, list) else []):
         if not isinstance(item, Mapping):
-            problems.append(f"{e.name}[{i}] is a {_type(item)}, not a mapping (for {e.for_hosts}): write each {what} "
-                            f"as a mapping with {fields}")
-        elif item.get(key) in (None, ""):
+            continue
+        if item.get(key) in (None, ""):
             problems.append(f"{e.name}[{i}] has no {key} (for {e.for_hosts}): give every {what} a {key}")
         else:
             items.append((f"{e.name}[{i}] ({key} {_shown(item[key])})", item))
@@ -668,7 +797,7 @@ def connections(c: Cluster) -> list[str]:
     """airflow_connections: conn_id and conn_type, the known fields, a valid port, a mapping for extra."""
     problems = []
     for e in c.values("airflow_connections"):
-        found, items = _listed(e, "connection", "conn_id", ("conn_id", "conn_type"))
+        found, items = _listed(e, "connection", "conn_id")
         problems += found
         for label, item in items:
             if not (isinstance(item["conn_id"], str) and CONN_ID.fullmatch(item["conn_id"])):
@@ -700,9 +829,7 @@ def variables(c: Cluster) -> list[str]:
     """airflow_variables: a mapping of names (non-empty strings) to values."""
     problems = []
     for e in c.values("airflow_variables"):
-        if not isinstance(e.value, Mapping):
-            problems.append(f"airflow_variables is a {e.type}, not a mapping (for {e.for_hosts}): give name: value "
-                            "pairs, e.g. {environment: production}, or {} for none")
+        if not isinstance(e.value, Mapping):  # a mapping: the argument specs' check
             continue
         problems += [f"airflow_variables has the name {_shown(k)}, a {_type(k)} (for {e.for_hosts}): a variable's "
                      "name is a non-empty string: quote it, or rename it"
@@ -714,7 +841,7 @@ def pools(c: Cluster) -> list[str]:
     """airflow_pools: name and slots (>= 0), the known fields, include_deferred true or false."""
     problems = []
     for e in c.values("airflow_pools"):
-        found, items = _listed(e, "pool", "name", ("name", "slots"))
+        found, items = _listed(e, "pool", "name")
         problems += found
         for label, item in items:
             if not isinstance(item["name"], str):
@@ -742,7 +869,7 @@ def task_databases(c: Cluster) -> list[str]:
     database or its role (the workers may reach these)."""
     problems = []
     for e in c.values("airflow_task_databases"):
-        found, items = _listed(e, "task database", "name", TASK_DATABASE_FIELDS)
+        found, items = _listed(e, "task database", "name")
         problems += found
         for label, item in items:
             problems += _unknown_fields(label, item, TASK_DATABASE_FIELDS, "task database", e.for_hosts)
@@ -815,7 +942,7 @@ def users(c: Cluster) -> list[str]:
     problems = []
     for e in c.values("airflow_users"):
         admin = c.settings[e.hosts[0]].get("airflow_admin_user")
-        found, items = _listed(e, "user", "username", ("username", "role", "email"))
+        found, items = _listed(e, "user", "username")
         problems += found
         for label, item in items:
             name = item["username"]
@@ -844,7 +971,7 @@ def users(c: Cluster) -> list[str]:
 def one_value_per_cluster(c: Cluster) -> list[str]:
     # 8080 and "8080" are one value (as `| int` reads them). A setting that may hold secrets is named, not shown.
     def shown(n, i, e):
-        return f"value {i + 1} for {e.for_hosts}" if n in SECRET_VALUES else f"{e.shown} for {e.for_hosts}"
+        return f"value {i + 1} for {e.for_hosts}" if n in c.kinds.secrets else f"{e.shown} for {e.for_hosts}"
 
     return [f"{n} differs between hosts ({'; '.join(shown(n, i, e) for i, e in enumerate(c.values(n)))}): "
             "it is one setting for the whole cluster: set it once, in group_vars/all.yml"
@@ -870,19 +997,23 @@ def port_clashes(c: Cluster) -> list[str]:
     return problems
 
 
-INVENTORY_CHECKS = (known_groups, renamed_settings, one_master, some_worker, master_not_worker, one_database_and_broker,
-                    one_monitoring_host, workers_down, distinct_ssh_addresses, booleans, ports_and_counts,
-                    heartbeat_timeout, supported_version, url_prefixes, prometheus_durations, alert_receiver, choices,
+INVENTORY_CHECKS = (known_groups, renamed_settings, argument_specs, one_master, some_worker, master_not_worker,
+                    one_database_and_broker,
+                    one_monitoring_host, workers_down, distinct_ssh_addresses, value_ranges,
+                    heartbeat_timeout, supported_version, url_prefixes, prometheus_durations, alert_receiver,
                     package_index, tls_and_allow_lists, extra_requirements, extra_wheels, plugins_and_shared_volumes,
                     connections, variables, pools, users, task_databases, queues_and_git_refs, worker_sandbox, accounts,
                     one_value_per_cluster,
                     port_clashes)
 
 
-def inventory_problems(groups, settings, kinds: Kinds, is_file=os.path.isfile, is_dir=os.path.isdir) -> list[str]:
+def inventory_problems(groups, settings, kinds: Kinds, is_file=os.path.isfile, is_dir=os.path.isdir,
+                       given=None) -> list[str]:
     """The messages of the first check of INVENTORY_CHECKS that finds a problem; [] for a good inventory.
-    is_file(path) and is_dir(path) tell whether a path on the control node is a file, a folder."""
-    cluster = Cluster(groups, settings, kinds, is_file, is_dir)
+    is_file(path) and is_dir(path) tell whether a path on the control node is a file, a folder; given: what of the
+    settings the inventory sets (host -> {setting: value}, -e included), which the argument specs' check validates
+    (None: all of `settings`)."""
+    cluster = Cluster(groups, settings, kinds, is_file, is_dir, given)
     return next((problems for check in INVENTORY_CHECKS if (problems := check(cluster))), [])
 
 
