@@ -59,7 +59,7 @@ def _unique(items) -> list:
     return list(dict.fromkeys(items))
 
 
-def _port(value) -> int:
+def as_int(value) -> int:
     """As Jinja's int filter: a number or its text; 0 for anything else (preflight refuses those first)."""
     for convert in (int, lambda v: int(float(v))):
         try:
@@ -76,7 +76,7 @@ def build(groups: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, A
     Returns the cluster's hosts by what they are, the Celery queues, and `hosts`: every host of the project's groups
     (a worker being removed and workers declared down included) -> what it is and runs (see _host)."""
     s = {**SETTINGS, **{k: v for k, v in settings.items() if v is not None}}
-    ports = {p: _port(s.get(p)) for p in PORTS}
+    ports = {p: as_int(s.get(p)) for p in PORTS}
     leaving = list(s["airflow_workers_leaving"] or [])
     down = list(s["airflow_workers_down"] or [])
     master = _first(groups, rules.MASTER, "")
@@ -172,7 +172,7 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
                 + (["airflow-dags-git.timer"] if s["airflow_dags_git_repo"] else []) if master else [])
              + (["redis-server"] if is_broker else []) + monitoring_units + timers)
 
-    listens = {"nginx_listen_port": _port(s["nginx_listen_port"])} if master else {}
+    listens = {"nginx_listen_port": as_int(s["nginx_listen_port"])} if master else {}
     names = (["airflow_api_port", "airflow_flower_port", "airflow_scheduler_health_port"]
              + (["airflow_api_lb_port"] if c["ha"] else []) if master
              else ["airflow_api_port", "airflow_scheduler_health_port"] if is_scheduler else [])
@@ -218,7 +218,7 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
         "timers": timers,
         "monitoring_units": monitoring_units,
         "listens": listens,
-        "public_ports": [_port(s["nginx_listen_port"]), _port(s["nginx_https_port"])] if master else [],
+        "public_ports": [as_int(s["nginx_listen_port"]), as_int(s["nginx_https_port"])] if master else [],
         "cluster_ports": (([ports["airflow_api_port"]] if is_scheduler else [])
                           + ([ports["airflow_api_lb_port"]] if c["ha"] and master else [])
                           + ([ports["airflow_redis_port"]] if is_broker else [])),

@@ -2,7 +2,7 @@
 
 Each rule takes `groups` (group -> its hosts, as Ansible's `groups` variable or the CLI's inventory reader gives
 them) and returns '' when the inventory passes, else one line that names the fix. The playbooks reach them
-through plugins/filter/cluster_rules.py; the CLI loads this file by path to refuse a request before any
+through plugins/filter/cluster_rules.py; the CLI imports it too, to refuse a request before any
 playbook runs. Standard library only: it runs on the control node, in Ansible and in the CLI.
 """
 

@@ -9,7 +9,7 @@ refuses a lock whose header differs: the extras, the wheels or the project's loc
 The fingerprint is the sha256 of a canonical JSON of: the Airflow version, the sha256 of the project's lock for the
 Python minor version, the extra requirement lines (stripped, in sorted order: their order does not matter), and each
 wheel of the wheels folder (file name and sha256 of its content). Standard library only: the Ansible action plugin
-loads it by path on the control node, and so does airflow_cluster.
+imports it by name on the control node, and so does airflow_cluster.
 """
 
 from __future__ import annotations

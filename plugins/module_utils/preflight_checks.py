@@ -268,14 +268,7 @@ def _is_integer(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _int(v) -> int:
-    """As Jinja's int filter: 0 for what is not a number."""
-    for convert in (int, lambda x: int(float(x))):
-        try:
-            return convert(v)
-        except (TypeError, ValueError):
-            pass
-    return 0
+_int = model.as_int
 
 
 def _is_network(item) -> bool:
