@@ -25,7 +25,7 @@ if [ -n "$$missing" ]; then \
 fi
 endef
 
-.PHONY: help host-deps venv demo lab-up lab-down lint ruff ansible-lint pytest unit molecule test drills clean lock lock-env benchmark
+.PHONY: help host-deps venv demo lab-up lab-down lint ruff ansible-lint pytest unit molecule test drills clean lock lock-env benchmark role-readmes
 
 help:
 	@echo "make venv    the control node's virtualenv .venv/: the CLI (.venv/bin/airflow-cluster), ansible-playbook, the linters"
@@ -40,6 +40,7 @@ help:
 	@echo "make lock    the project's locks files/locks/airflow-<version>-py<X.Y>.txt (AIRFLOW_VERSION=$(AIRFLOW_VERSION))"
 	@echo "make lock-env INVENTORY=inventory/<env>  lock the inventory's airflow_extra_requirements/airflow_extra_wheels"
 	@echo "             on top of the project's lock, into its airflow_extras_lock_dir (commit them)"
+	@echo "make role-readmes  each roles/<role>/README.md from its meta/ and defaults/ (commit them; make unit checks them)"
 
 host-deps:
 	$(call apt_install,$(HOST_PACKAGES))
@@ -139,6 +140,11 @@ lock-env: venv
 # Deploy benchmarks (a)-(f) on fresh labs, beside their goals: see docs/benchmarks.md.
 benchmark: host-deps venv
 	$(BIN)/python benchmarks/deploy.py
+
+# Each role's README.md is generated from its specs (tests/role_readmes.py); tests/test_role_readmes.py fails when
+# one is stale.
+role-readmes: venv
+	$(BIN)/python -m tests.role_readmes
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
