@@ -430,3 +430,61 @@ def test_playbooks_pass_roles_only_variables_they_declare():
         declared = set().union(*(role_inputs(r) for r in dependency_chain(role)[0]))
         undeclared += [f"{path.relative_to(ROOT)}: {name}: {n}" for n in sorted(names - declared)]
     assert not undeclared, "variables passed to roles that do not declare them:\n" + "\n".join(undeclared)
+
+
+# Reads of another role's run-time facts still to be replaced by an input passed at the role's entry (issue 32,
+# point 4): (reading role, fact, the role that sets it). The list only shrinks.
+CROSS_ROLE_FACTS = {
+    ("airflow_components", "airflow_node_restart", "airflow_node"),
+    ("airflow_components", "airflow_dags_plugins_changed", "airflow_dags"),
+    ("flower", "airflow_node_restart", "airflow_node"),
+}
+
+
+def role_facts(role: Path) -> set[str]:
+    """What the role's tasks leave behind at run time: the facts they set and the results they register (a task's
+    `vars:` are inputs it passes, not facts)."""
+    names: set[str] = set()
+    for path in _task_files(role):
+        for task in _tasks(load_yaml(path)):
+            if isinstance(task.get("register"), str):
+                names.add(task["register"])
+            for module in SET_FACT & task.keys():
+                names.update(k for k in task[module] or {} if k != "cacheable")
+    return names
+
+
+def cross_role_facts(roles_dir: Path = ROLES) -> set[tuple[str, str, str]]:
+    """(role, name, other role) for each name a role's tasks or templates read that another role's tasks set at run
+    time (set_fact, register) and the role itself does not: a fact one role leaves for another, which the role's
+    inputs (or a variable of the shared settings role) only hide."""
+    roles = sorted(p for p in roles_dir.iterdir() if p.is_dir())
+    found = set()
+    for role in roles:
+        reads: set[str] = set()
+        for path in _task_files(role):
+            for task in _tasks(load_yaml(path)):
+                reads |= _task_reads(task)
+        for path in (role / "templates").glob("**/*.j2"):
+            reads |= template_names(path.read_text())
+        for other in roles:
+            if other != role:
+                found |= {(role.name, n, other.name) for n in (reads & role_facts(other)) - role_sets(role)}
+    return found
+
+
+def test_no_role_reads_another_roles_run_time_fact():
+    found = cross_role_facts()
+    assert found <= CROSS_ROLE_FACTS, (
+        "a role reads a fact another role sets at run time; pass it at the role's entry (a variable its argument "
+        "specs declare) or let the role find it out itself:\n"
+        + "\n".join(f"{r} reads {n}, set by {o}" for r, n, o in sorted(found - CROSS_ROLE_FACTS)))
+    assert found >= CROSS_ROLE_FACTS, f"no longer read, remove from CROSS_ROLE_FACTS: {CROSS_ROLE_FACTS - found}"
+
+
+def test_the_cross_role_check_can_fail(tmp_path):
+    for name, tasks in (("setter", [{"ansible.builtin.set_fact": {"setter_done": True}}]),
+                        ("reader", [{"ansible.builtin.debug": {"msg": "{{ setter_done }}"}}])):
+        (tmp_path / name / "tasks").mkdir(parents=True)
+        (tmp_path / name / "tasks" / "main.yml").write_text(yaml.safe_dump(tasks))
+    assert cross_role_facts(tmp_path) == {("reader", "setter_done", "setter")}
