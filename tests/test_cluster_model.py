@@ -152,7 +152,7 @@ HOSTVARS_ALLOWED = {
     "roles/control_node/tasks/rotate.yml": "which secrets the inventory sets itself",
     "roles/cluster_verify/tasks/cluster.yml": "each node's DAG fingerprint and packages",
     "roles/cluster_status/tasks/cluster.yml": "each host's status record",
-    "roles/airflow_components/tasks/units.yml": "whether the master's plugins changed in this run",
+    "playbooks/site.yml": "whether the master published new plugins in this run (the components restart)",
 }
 
 

@@ -432,13 +432,9 @@ def test_playbooks_pass_roles_only_variables_they_declare():
     assert not undeclared, "variables passed to roles that do not declare them:\n" + "\n".join(undeclared)
 
 
-# Reads of another role's run-time facts still to be replaced by an input passed at the role's entry (issue 32,
-# point 4): (reading role, fact, the role that sets it). The list only shrinks.
-CROSS_ROLE_FACTS = {
-    ("airflow_components", "airflow_node_restart", "airflow_node"),
-    ("airflow_components", "airflow_dags_plugins_changed", "airflow_dags"),
-    ("flower", "airflow_node_restart", "airflow_node"),
-}
+# Reads of another role's run-time facts still to be replaced by an input passed at the role's entry: (reading role,
+# fact, the role that sets it). Empty; a new one fails the test.
+CROSS_ROLE_FACTS: set[tuple[str, str, str]] = set()
 
 
 def role_facts(role: Path) -> set[str]:
