@@ -174,9 +174,8 @@ def cmd_status(args) -> int:
     if not result.ok and not data.get("hosts") and not args.json:
         return _finish(result, args)
     # the renderer the playbook's last task uses too
-    report = cluster_status
-    lines, healthy = report.status_report(data)
-    state, _ = report.cluster_state(data, healthy and result.ok)
+    lines, healthy = cluster_status.status_report(data)
+    state, _ = cluster_status.cluster_state(data, healthy and result.ok)
     if args.json:
         print(json.dumps({"healthy": state == "healthy", "state": state, "status": data, "run": result.as_dict()},
                          indent=2, sort_keys=True))
@@ -186,7 +185,7 @@ def cmd_status(args) -> int:
         for f in result.failures:
             print(f"  {f.line()}")
     # 0 healthy, 3 degraded (the rest works), 4 down (docs/operations.md "Status")
-    return report.EXIT_CODES[state]
+    return cluster_status.EXIT_CODES[state]
 
 
 # ---------------------------------------------------------------- workers

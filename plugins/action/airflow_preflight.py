@@ -27,7 +27,7 @@ from ansible.plugins.action import ActionBase
 _UTILS = str(Path(__file__).resolve().parents[1] / "module_utils")
 sys.path.extend([] if _UTILS in sys.path else [_UTILS])  # imported by name, as by every plugin, the CLI and tests
 
-import preflight_checks  # noqa: E402
+import preflight_checks as checks  # noqa: E402
 
 ARGUMENT_SPEC = {"phase": {"type": "str", "choices": ["inventory", "hosts"], "default": "inventory"}}
 
@@ -89,10 +89,9 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-        checks = preflight_checks
         find = self._inventory_problems if args["phase"] == "inventory" else self._host_problems
         try:
-            problems = find(checks, task_vars)
+            problems = find(task_vars)
         except UnusableSetting as exc:
             problems = [str(exc)]
         result["changed"] = False
@@ -100,7 +99,7 @@ class ActionModule(ActionBase):
             result.update(failed=True, msg=problems[0])
         return result
 
-    def _inventory_problems(self, checks, task_vars):
+    def _inventory_problems(self, task_vars):
         roles_dir = os.path.dirname(task_vars["role_path"])
         specs = {path.split(os.sep)[-3]: self._loader.load_from_file(path)
                  for path in glob.glob(os.path.join(roles_dir, "*", "meta", "argument_specs.yml"))}
@@ -115,7 +114,7 @@ class ActionModule(ActionBase):
         settings = checks.host_settings(hosts, names, own, defaults)
         return checks.inventory_problems(groups, settings, kinds, given=given_settings(hosts, kinds.options, own))
 
-    def _host_problems(self, checks, task_vars):
+    def _host_problems(self, task_vars):
         facts = {}
         for host in task_vars["ansible_play_hosts"]:
             own = HostVariables(self._templar, task_vars["hostvars"], host)

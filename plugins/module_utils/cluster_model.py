@@ -69,6 +69,11 @@ def as_int(value) -> int:
     return 0
 
 
+def inventory_hosts(groups: Mapping[str, Any]) -> list[str]:
+    """The hosts of the project's groups, each once, in the groups' order."""
+    return _unique(h for g in rules.GROUPS for h in groups.get(g) or [])
+
+
 def build(groups: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
     """The model of the cluster: `groups` as Ansible's groups variable (group -> hosts), `settings` the cluster-wide
     settings of SETTINGS and PORTS (missing ones take SETTINGS' value, or 0 for a port).
@@ -107,9 +112,9 @@ def build(groups: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, A
     default_queue = ((s["airflow_config_overrides"] or {}).get("operators") or {}).get("default_queue", "default")
     c["celery_queues"] = _unique([default_queue, "default", *extra_queues, *workers])
     c["worker_queues"] = {w: _unique(["default", w, *extra_queues]) for w in workers}
-    # Every host of the project's groups has a record, an idle one too (a monitoring host while the monitoring is off).
-    everyone = _unique([*c["cluster_hosts"], *leaving, *down, *(h for g in rules.GROUPS for h in groups.get(g) or [])])
-    c["hosts"] = {h: _host(h, c, s, ports) for h in everyone}
+    # Every host of the project's groups has a record (a worker leaving, an idle monitoring host too), the cluster's
+    # hosts first.
+    c["hosts"] = {h: _host(h, c, s, ports) for h in _unique([*c["cluster_hosts"], *inventory_hosts(groups)])}
     c["host_roles"] = {h: c["hosts"][h]["roles"] for h in c["cluster_hosts"]}
     return c
 
@@ -118,7 +123,7 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
     """What host `h` is and runs:
     roles          what it is to the cluster (status and the reachability check name a host with them)
     groups         the derived groups the plays run on (roles/cluster_groups)
-    components     its Airflow components; services: those and Flower, in the order they start
+    components     its Airflow components; services: those and Flower where it runs
     secret_components  the components that load a secrets file; dag_code_components: those run as the DAG code user
     exporters      its exporters ({unit, port})
     packages       per Debian release, per role: the packages each role installs there

@@ -119,8 +119,6 @@ OTHER_SETTINGS = ("airflow_supported_versions", "nginx_listen_port", "airflow_pi
 # Settings renamed: the old name -> the new one. An inventory that still sets an old name is refused (its value would
 # be silently ignored). airflow_monitoring was both the monitoring host's group and the on/off setting.
 RENAMED = {"airflow_monitoring": "airflow_monitoring_enabled"}
-# nginx's own default port (the nginx role's defaults are not loaded where preflight runs).
-NGINX_PORT = 80
 # The settings host_problems reads, from the host that runs the checks, in the order of its parameters.
 HOST_SETTINGS = ("airflow_supported_distributions", "airflow_version", "airflow_lock_dir", *EXTRAS,
                  "airflow_extras_lock_dir")
@@ -242,9 +240,8 @@ def setting_names() -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def cluster_hosts(groups: dict[str, list[str]]) -> list[str]:
-    """The hosts of the project's groups, each once, in the groups' order."""
-    return list(dict.fromkeys(h for g in rules.GROUPS for h in groups.get(g) or []))
+# The hosts of the project's groups, each once, in the groups' order.
+cluster_hosts = model.inventory_hosts
 
 
 def host_settings(hosts: list[str], names: list[str], hostvars, defaults) -> dict[str, dict[str, Any]]:
@@ -978,7 +975,7 @@ def port_clashes(c: Cluster) -> list[str]:
     hosts = model.build(c.groups, c.settings[c.hosts[0]])["hosts"]
     problems = []
     for h in c.hosts:
-        s = {"nginx_listen_port": NGINX_PORT, **c.settings[h]}
+        s = {"nginx_listen_port": model.SETTINGS["nginx_listen_port"], **c.settings[h]}
         ports: dict[str, int] = {}
         for n in (n for n in hosts[h]["listens"] if n in s):
             port = _int(s[n])
