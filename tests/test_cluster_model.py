@@ -140,8 +140,8 @@ HOSTVARS = re.compile(r"hostvars\b")
 ALLOWED: dict[tuple[str, str], str] = {}
 HOSTVARS_ALLOWED = {
     "roles/airflow/vars/main.yml": "each host's address (inventory or facts) and the master's SSH address",
-    "roles/preflight/tasks/reachable.yml": "which hosts answered",
-    "roles/run_state/tasks/check.yml": "each host's stamp",
+    "roles/reachable/tasks/main.yml": "which hosts answered",
+    "roles/run_state/tasks/main.yml": "each host's stamp",
     "roles/run_state/defaults/main.yml": "each host's facts in the fingerprint",
     "roles/airflow_node/tasks/upgrade_check.yml": "the version each node has",
     "roles/airflow_node/tasks/fetch.yml": "which node built the virtualenv archive",

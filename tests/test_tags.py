@@ -11,9 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-# Roles whose tasks run whatever the tags: the inventory and host checks, the derived groups, and the check of what
-# changed since the last complete run (it puts the hosts in the group the later plays run on).
-ALWAYS = {"preflight", "cluster_groups", "run_state"}
+# Roles whose tasks run whatever the tags: the inventory checks, the facts and the host checks, the derived groups,
+# and the check of what changed since the last complete run (it puts the hosts in the group the later plays run on).
+ALWAYS = {"preflight", "reachable", "host_checks", "cluster_groups", "run_state"}
 TASK_LINE = re.compile(r"^\s{6}(?:(?P<role>[a-z_]+) : )?(?P<task>.+?)\tTAGS: \[(?P<tags>[^\]]*)\]$")
 
 

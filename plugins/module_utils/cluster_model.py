@@ -95,6 +95,8 @@ def build(groups: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, A
         "redis": _first(groups, rules.REDIS, master),
         "monitoring": _first(groups, rules.MONITORING, master),
         "monitoring_enabled": monitoring_enabled,
+        # Flower runs on the master unless turned off; "" when it runs nowhere.
+        "flower": master if s["flower_enabled"] else "",
         "scheduler_hosts": schedulers,
         "worker_hosts": workers,
         "node_hosts": nodes,
@@ -137,7 +139,7 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
     is_node, is_db, is_broker = h in c["node_hosts"], h == c["postgres"], h == c["redis"]
     is_monitoring = monitoring_enabled and h == c["monitoring"]
     in_cluster = h in c["cluster_hosts"]
-    flower = master and bool(s["flower_enabled"])
+    flower = h == c["flower"]
     rsync = s["airflow_dag_sync"] == "rsync"
 
     components = (list(MASTER_COMPONENTS) if master else list(SCHEDULER_COMPONENTS) if is_scheduler else []) + (
