@@ -55,7 +55,8 @@ def test_a_tagged_deploy_on_the_lab_runs_and_changes_nothing_else(lab, cli):
         event = json.loads(path.read_text())
         if event.get("event") in ("runner_on_ok", "runner_on_failed", "runner_on_skipped"):
             data = event["event_data"]
-            ran.setdefault(data.get("role") or "", set()).add((data["task"], bool(data["res"].get("changed"))))
+            # a task whose condition is false on a host (nginx's on the workers) is skipped with no result
+            ran.setdefault(data.get("role") or "", set()).add((data["task"], bool(data.get("res", {}).get("changed"))))
     assert "nginx" in ran
     assert set(ran) <= ALWAYS | {"nginx", ""}, sorted(ran)
     assert {task for task, _ in ran.get("", set())} <= {"Gathering Facts"}
