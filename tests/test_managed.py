@@ -12,6 +12,7 @@ that declare (or are named here as writing nothing on the hosts), and the lookup
 """
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -310,3 +311,53 @@ def test_run_state_reads_each_hosts_declarations_in_each_roles_own_variables(tmp
         script = tmp_path / f"{host}.sh"
         assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     assert "changed since: $name" in (tmp_path / "af-master.sh").read_text()
+
+
+def test_the_stamp_keeps_each_probe_and_the_check_names_every_change(tmp_path):
+    """run_state's record.sh and check.sh, rendered by Ansible for one host with a declaration of test paths and a
+    probe, run here with bash: right after the stamp the host is current; then a watched file written, the listed
+    folder's contents and the probe's state changed are each named, one a line."""
+    watched, listed, state = tmp_path / "etc", tmp_path / "dags", tmp_path / "state"
+    watched.mkdir()
+    listed.mkdir()
+    (watched / "app.conf").write_text("x\n")
+    (listed / "dag.py").write_text("x\n")
+    state.write_text("user a\n")
+    managed = [{"role": "demo", "paths": [str(watched)], "listed": [str(listed)],
+                "probes": {"users": f"cat {state}"}}]
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(yaml.safe_dump({"all": {"vars": {"ansible_connection": "local"}, "children": {
+        "airflow_master": {"hosts": {"af-master": {}}}, "airflow_workers": {"hosts": {"af-worker1": {}}}}}}))
+    files = [str(ROLES / "airflow" / d / "main.yml") for d in ("defaults", "vars")]
+    templates = ROLES / "run_state" / "templates"
+    playbook = tmp_path / "render.yml"
+    playbook.write_text(yaml.safe_dump([{"hosts": "af-worker1", "gather_facts": False, "vars_files": files,
+        "vars": {"ansible_python_interpreter": str(ROOT / ".venv" / "bin" / "python")},
+        "tasks": [{"ansible.builtin.copy": {
+            "content": "{{ lookup('ansible.builtin.template', '" + str(templates / name) + ".sh.j2') }}",
+            "dest": str(tmp_path / name) + ".sh", "mode": "0600"}} for name in ("record", "check")]}]))
+    extra = {"run_state_managed": managed, "airflow_host_units": [], "run_state_stamp": str(tmp_path / "applied"),
+             "run_state_fingerprint": "f" * 64, "run_state_max_age_hours": 24}
+    proc = subprocess.run([str(ROOT / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory), str(playbook),
+                           "-e", json.dumps(extra)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+    def check() -> list[str]:
+        return subprocess.run(["bash", str(tmp_path / "check.sh")], capture_output=True, text=True,
+                              check=True).stdout.splitlines()
+
+    assert check() == ["no stamp of a complete run"]
+    subprocess.run(["bash", str(tmp_path / "record.sh")], check=True)
+    stamp = (tmp_path / "applied").read_text().splitlines()
+    assert stamp[0] == "f" * 64 and stamp[2].startswith("demo users\t") and "user a" not in "".join(stamp)
+    assert check() == ["current"]
+    (listed / "passing.txt").write_text("x")
+    (listed / "passing.txt").unlink()
+    assert check() == ["current"]  # a file that only passed through the listed folder
+    state.write_text("user b\n")
+    (watched / "app.conf").write_text("y\n")
+    later = (tmp_path / "applied").stat().st_mtime + 1  # not within the file system clock's tick of the stamp
+    os.utime(watched / "app.conf", (later, later))
+    (listed / "dag.py").unlink()
+    assert check() == [f"changed since: {watched / 'app.conf'}", f"changed since: the contents of {listed}",
+                       "changed since: demo users"]
