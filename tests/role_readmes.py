@@ -126,6 +126,9 @@ def render(role: Path) -> str:
            "`defaults/main.yml`: do not edit it by hand._", "",
            _sentence(purpose), ""]
     out += ["Dependencies: " + (", ".join(f"[{d}](../{d}/README.md)" for d in deps) if deps else "none") + ".", ""]
+    if (role / "vars" / "managed.yml").exists():
+        out += ["What it manages on a host (the paths it writes, and probes of state that is no file), which a re-run "
+                "checks for changes by hand: [`vars/managed.yml`](vars/managed.yml) (roles/run_state).", ""]
     if not specs:
         out += ["No inputs declared (no `meta/argument_specs.yml`).", ""]
     for entry, spec in specs.items():

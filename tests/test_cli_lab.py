@@ -3,9 +3,11 @@ task, dags push. The tests run in file order on one lab; tests/test_drills.py go
 with a worker machine powered off is one of its drills)."""
 
 import base64
+import fnmatch
 import http.cookiejar
 import json
 import re
+import shlex
 import shutil
 import socket
 import ssl
@@ -16,9 +18,11 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import cluster_model
 import pytest
 import yaml
 
+from airflow_cluster import inventory as inv
 from airflow_cluster.lab import LAB_DIR, find_machine, machine_ssh, wait_for
 from benchmarks.deploy import analyse
 from tests.conftest import BENCH_FIGURES, CLI, LAB_INVENTORY, ROOT
@@ -198,6 +202,142 @@ def test_a_re_run_with_nothing_changed_stops_after_the_check_and_drift_undoes_th
     cfg = machine_ssh(worker2, "cat", "/etc/airflow/airflow.cfg").stdout
     assert cfg and "# edited by hand" not in cfg
     assert machine_ssh(worker2, "test", "-f", "/var/lib/airflow/dags/example_hello.py").returncode == 0
+
+
+def run_state_reasons(run_dir: Path) -> dict[str, list[str]]:
+    """Per host, why roles/run_state let the run go ahead (its task "Say why the run goes ahead", one reason a line)."""
+    out = {}
+    for path in (run_dir / "job_events").glob("*.json"):
+        event = json.loads(path.read_text())
+        data = event.get("event_data") or {}
+        if event.get("event") == "runner_on_ok" and data.get("task") == "Say why the run goes ahead":
+            msg = data["res"]["msg"]
+            out[data["host"]] = msg if isinstance(msg, list) else [msg]
+    return out
+
+
+def lab_managing_roles(inventory: Path) -> dict[str, list[str]]:
+    """The roles site.yml applies on each lab host (the model, with the lab's settings: roles/airflow's defaults) that
+    declare paths they write (roles/<role>/vars/managed.yml)."""
+    groups = {g: list(h) for g, h in inv.read_groups(inv.inventory_file(inventory)).items()}
+    built = cluster_model.build(groups, {"airflow_monitoring_enabled": True})
+    declaring = {p.parent.parent.name for p in (ROOT / "roles").glob("*/vars/managed.yml")
+                 if (yaml.safe_load(p.read_text()) or {}).get(f"{p.parent.parent.name}_managed", {}).get("paths")}
+    return {h: [r for r in rec["managing_roles"] if r in declaring] for h, rec in built["hosts"].items()}
+
+
+# One file each role site.yml applies on the lab writes (what its vars/managed.yml declares), edited by hand on one
+# host: role -> (machine, file (a shell glob), the edit, a bash script). A comment line every reader ignores; in
+# /etc/hosts inside the block roles/common keeps (its blockinfile leaves lines outside alone).
+HAND = "# edited by hand"
+ROLE_EDITS = {
+    "common": ("worker1", "/etc/hosts", f"sed -i '/^# BEGIN airflow-cluster hosts/a {HAND}' /etc/hosts"),
+    "firewall": ("worker2", "/etc/nftables.conf", None),
+    "airflow_retention": ("worker1", "/etc/systemd/journald.conf.d/airflow-cluster.conf", None),
+    "postgresql": ("master", "/etc/postgresql/*/main/pg_hba.conf", None),
+    "redis": ("master", "/etc/redis/users.acl", None),
+    "airflow_node": ("worker2", "/etc/airflow/airflow.cfg", None),
+    # The role then migrates again (nothing to migrate) and records it anew.
+    "airflow_database": ("master", "/var/lib/airflow/.db-migrated", None),
+    "airflow_dags": ("master", "/usr/local/bin/airflow-dags-publish", None),
+    "airflow_components": ("worker1", "/etc/systemd/system/airflow-worker.service", None),
+    "flower": ("master", "/etc/systemd/system/airflow-flower.service", None),
+    "nginx": ("master", "/etc/nginx/sites-available/airflow-cluster.conf", None),
+    "metrics_exporters": ("worker2", "/etc/default/prometheus-node-exporter", None),
+    "prometheus": ("master", "/etc/prometheus/airflow-cluster.rules.yml", None),
+    "airflow_objects": ("master", "/etc/airflow/airflow_objects.py", None),
+}
+# A package of roles/common's own list whose removal removes nothing else (checked with apt-get -s first) and that a
+# re-run does not need before roles/common puts it back.
+REMOVED_PACKAGE = "zstd"
+# The exporter's PostgreSQL role (roles/metrics_exporters): it owns nothing, so DROP ROLE is allowed.
+DROPPED_DB_ROLE = "prometheus"
+
+
+def bash_on(machine: str, script: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """A bash script on a lab machine, given on standard input (nothing of it on a command line)."""
+    return machine_ssh(find_machine(machine), "bash", "-s", timeout=timeout, stdin="set -euo pipefail\n" + script)
+
+
+def test_drift_of_every_kind_is_reported_and_one_deploy_repairs_it(lab):
+    """roles/run_state over what the roles declare they manage: by hand, on the deployed lab, one file each role
+    writes is edited, a unit stopped, a package removed, a user changed, a firewall rule deleted, a Redis user deleted,
+    a database role dropped, a DAG removed. One plain deploy reports each (every reason, one a line, per host) and
+    repairs them all; the next stops after its checks again."""
+    per_host = lab_managing_roles(lab)
+    on_lab = {r for h in ("master", "worker1", "worker2") for r in per_host[h]}
+    assert set(ROLE_EDITS) == on_lab, "every role site.yml applies on the lab has one file edited by hand here"
+    for role, (machine, path, edit) in ROLE_EDITS.items():
+        assert role in per_host[machine], (role, machine)
+        proc = bash_on(machine, edit or f"for f in {path}; do echo '{HAND}' >> \"$f\"; done")
+        assert proc.returncode == 0, (role, proc.stderr)
+
+    assert bash_on("worker1", "systemctl stop airflow-worker").returncode == 0
+    assert bash_on("worker2", "rm /var/lib/airflow/dags/example_hello.py").returncode == 0
+    # Only the package itself goes (nothing depends on it), and ssh and Python stay.
+    simulated = bash_on("worker2", f"apt-get -s remove {REMOVED_PACKAGE}")
+    removed = [ln.split()[1] for ln in simulated.stdout.splitlines() if ln.startswith("Remv ")]
+    assert removed == [REMOVED_PACKAGE], simulated.stdout
+    assert bash_on("worker2", f"DEBIAN_FRONTEND=noninteractive apt-get remove -y -q {REMOVED_PACKAGE}",
+                   timeout=300).returncode == 0
+    assert bash_on("worker1", "usermod -s /bin/sh airflow").returncode == 0
+    # The rule that lets the master fetch worker1's task logs.
+    rule = bash_on("worker1", "nft -a list chain inet airflow_cluster input | awk '/dport 8793/ {print $NF}'")
+    assert rule.stdout.strip().isdigit(), rule.stdout
+    deleted = bash_on("worker1", f"nft delete rule inet airflow_cluster input handle {rule.stdout.strip()}")
+    assert deleted.returncode == 0, deleted.stderr
+    # The admin's password from the control node's credentials, on the script's standard input only.
+    admin = (lab / "credentials" / "redis_password").read_text().strip()
+    deluser = bash_on("master", f"REDISCLI_AUTH={shlex.quote(admin)} redis-cli --no-auth-warning --user admin "
+                                "ACL DELUSER airflow-monitor")
+    assert deluser.stdout.strip() == "1", deluser.stdout + deluser.stderr
+    drop = bash_on("master", f"cd / && runuser -u postgres -- psql -XAtc 'DROP ROLE {DROPPED_DB_ROLE}'")
+    assert drop.returncode == 0, drop.stderr
+
+    proc = cli("deploy", "-i", str(lab), "--json")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    doc = json.loads(proc.stdout)
+    run_dir = Path(doc["run_dir"])
+    assert "common" in roles_run(run_dir)
+    reasons = run_state_reasons(run_dir)
+    print("why the run went ahead:", json.dumps(reasons, indent=1))
+    expected = {
+        "master": ["changed since: redis users", "changed since: postgresql roles"],
+        "worker1": ["not active: airflow-worker", "changed since: common accounts", "changed since: firewall table"],
+        "worker2": ["changed since: common packages",
+                    "changed since: the contents of /var/lib/airflow/dags or /var/lib/airflow/plugins"],
+    }
+    for machine, path, _ in ROLE_EDITS.values():
+        expected[machine].append(f"changed since: {path}")
+    for host, lines in expected.items():
+        for line in lines:
+            assert any(fnmatch.fnmatchcase(got, line) for got in reasons.get(host, [])), (host, line, reasons)
+    assert all(doc["hosts"][h]["changed"] >= 1 for h in expected), doc["hosts"]
+
+    # Repaired: each file as its role writes it, the unit running, the package, the account, the rule, the Redis user
+    # and the database role back, the DAG delivered again.
+    for role, (machine, path, _) in ROLE_EDITS.items():
+        left = bash_on(machine, f"cat {path} | grep -c '^{HAND}$' || true")
+        assert left.stdout.strip() == "0", (role, path, left.stdout)
+    assert bash_on("worker1", "systemctl is-active airflow-worker").stdout.strip() == "active"
+    assert bash_on("worker2", f"dpkg-query -W -f '${{db:Status-Abbrev}}' {REMOVED_PACKAGE}").stdout == "ii "
+    assert bash_on("worker1", "getent passwd airflow | cut -d: -f7").stdout.strip() == "/bin/bash"
+    assert "dport 8793" in bash_on("worker1", "nft list chain inet airflow_cluster input").stdout
+    users = bash_on("master", "REDISCLI_AUTH=$(cat /etc/redis/airflow-monitor.password) redis-cli --no-auth-warning "
+                              "--user airflow-monitor ACL LIST | cut -d' ' -f1-2")
+    assert "user airflow-monitor" in users.stdout, users.stdout + users.stderr
+    member = bash_on("master", "cd / && runuser -u postgres -- psql -XAtc \"SELECT pg_has_role("
+                               f"'{DROPPED_DB_ROLE}', 'pg_monitor', 'MEMBER')\"")
+    assert member.stdout.strip() == "t", member.stdout + member.stderr
+    assert bash_on("worker2", "test -f /var/lib/airflow/dags/example_hello.py").returncode == 0
+
+    # And the run after stops after its checks: the repair left every host as its stamp says.
+    proc = cli("deploy", "-i", str(lab), "--json")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    doc = json.loads(proc.stdout)
+    assert {h: s["changed"] for h, s in doc["hosts"].items()} == dict.fromkeys(doc["hosts"], 0)
+    assert roles_run(Path(doc["run_dir"])) <= {"preflight", "reachable", "cluster_groups", "run_state",
+                                               "cluster_summary", ""}, run_state_reasons(Path(doc["run_dir"]))
 
 
 def test_the_deploy_installed_airflow_with_no_package_index(lab):

@@ -130,6 +130,8 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
     exporters      its exporters ({unit, port})
     packages       per Debian release, per role: the packages each role installs there
     units, timers  what site.yml runs there (status reads them; a re-run checks them active)
+    managing_roles the roles site.yml applies there, in its order: roles/run_state checks what each declares it
+                   manages (roles/<role>/vars/managed.yml)
     listens        the TCP port of each of its services, by setting (preflight's clash check)
     public_ports, cluster_ports  open to anyone, to the cluster's hosts
     restricted     [{sources: [host], ports: [port]}]: open to those hosts only
@@ -206,6 +208,14 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
                                "ports": [ports["airflow_prometheus_port"], ports["airflow_alertmanager_port"]]})
 
     leaving = h in c["workers_leaving"]
+    managing_roles = [role for role, runs in (
+        ("common", True), ("firewall", True), ("airflow_retention", True),
+        ("postgresql", is_db), ("redis", is_broker),
+        ("airflow_node", is_node), ("airflow_database", master), ("airflow_dags", is_node),
+        ("airflow_components", is_node), ("flower", flower), ("nginx", master),
+        ("metrics_exporters", monitoring_enabled), ("prometheus", is_monitoring),
+        ("airflow_objects", master),
+    ) if runs] if in_cluster else []
     return {
         "roles": (["master"] if master else []) + (["scheduler"] if is_scheduler and not master else [])
         + (["worker"] if is_worker else []) + (["database"] if is_db else []) + (["broker"] if is_broker else [])
@@ -224,6 +234,7 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
         "units": units,
         "timers": timers,
         "monitoring_units": monitoring_units,
+        "managing_roles": managing_roles,
         "listens": listens,
         "public_ports": [as_int(s["nginx_listen_port"]), as_int(s["nginx_https_port"])] if master else [],
         "cluster_ports": (([ports["airflow_api_port"]] if is_scheduler else [])
