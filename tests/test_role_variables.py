@@ -433,11 +433,8 @@ def test_playbooks_pass_roles_only_variables_they_declare():
 
 
 # Reads of another role's run-time facts still to be replaced by an input passed at the role's entry: (reading role,
-# fact, the role that sets it). A new one fails the test.
-CROSS_ROLE_FACTS: set[tuple[str, str, str]] = {
-    ("airflow", "airflow_fernet_key_previous", "control_node"),
-    ("airflow", "common_packages_present", "common"),
-}
+# fact, the role that sets it). Empty; a new one fails the test.
+CROSS_ROLE_FACTS: set[tuple[str, str, str]] = set()
 
 
 def role_facts(role: Path) -> set[str]:
