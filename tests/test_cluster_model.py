@@ -139,7 +139,8 @@ TOPOLOGY = re.compile(r"groups\[['\"](airflow_(?:master|workers|schedulers|postg
 HOSTVARS = re.compile(r"hostvars\b")
 ALLOWED: dict[tuple[str, str], str] = {}
 HOSTVARS_ALLOWED = {
-    "roles/airflow/vars/main.yml": "each host's address (inventory or facts) and the master's SSH address",
+    "roles/airflow/vars/main.yml": "each host's address (inventory or facts)",
+    "roles/control_node/vars/main.yml": "the master's SSH address (the self-signed certificate's names)",
     "roles/reachable/tasks/main.yml": "which hosts answered",
     "roles/run_state/tasks/main.yml": "each host's stamp",
     "roles/run_state/defaults/main.yml": "each host's facts in the fingerprint",
@@ -190,3 +191,26 @@ def test_the_topology_check_can_fail(line, tmp_path):
     path = tmp_path / "new.yml"
     path.write_text(line + "\n")
     assert [m for _, text in _code_lines(path) for m in (TOPOLOGY.findall(text) or HOSTVARS.findall(text))]
+
+
+def test_what_several_roles_share_comes_from_the_settings():
+    m = model.build(sample_groups(), PORTS)
+    assert m["db_backup_databases"] == ["airflow"]
+    assert m["dag_code_components"] == ["dag-processor", "triggerer"]
+    assert m["metrics_textfile_dir"] == "/var/lib/prometheus/node-exporter"
+    assert m["writable_dirs"] == ["/var/lib/airflow/logs", "/var/log/airflow"]
+    assert (m["install_dir"], m["lib_dir"]) == ("/opt/airflow", "/opt/airflow/lib")
+    assert m["tls"] == {"self_signed": True, "certificate": "credentials/tls.crt", "key": "credentials/tls.key",
+                        "ca": "credentials/tls.crt"}
+    m = model.build(sample_groups(), {
+        **PORTS, "airflow_db_name": "meta", "airflow_task_databases": [{"name": "sales"}, {"name": "ops"}],
+        "airflow_home": "/srv/af", "airflow_venv": "/usr/local/af/venv", "airflow_credentials_dir": "/inv/credentials",
+        "airflow_tls_certificate": "/pki/af.crt", "airflow_tls_key": "/pki/af.key"})
+    assert m["db_backup_databases"] == ["meta", "sales", "ops"]
+    assert m["writable_dirs"] == ["/srv/af/logs", "/var/log/airflow"]
+    assert (m["install_dir"], m["lib_dir"]) == ("/usr/local/af", "/usr/local/af/lib")
+    # The user's pair: the checks trust the system's CAs, or the CA the user names.
+    assert m["tls"] == {"self_signed": False, "certificate": "/pki/af.crt", "key": "/pki/af.key", "ca": ""}
+    assert model.build(sample_groups(), {**PORTS, "airflow_tls_certificate": "/pki/af.crt",
+                                         "airflow_tls_ca_certificate": "/pki/ca.crt"})["tls"]["ca"] == "/pki/ca.crt"
+    assert model.build(sample_groups(), {**PORTS, "airflow_db_backup": False})["db_backup_databases"] == []

@@ -195,11 +195,11 @@ def render_secrets_env(value: str) -> str:
                              trim_blocks=True, undefined=jinja2.StrictUndefined)
     env.filters.update(FilterModule().filters())
     return env.get_template("secrets.env.j2").render(
-        item="flower", ansible_managed="test", airflow_secret_components=["flower"], airflow_cli_secrets=[],
-        airflow_component_secrets={"flower": ["flower_auth", "broker"]},
-        airflow_secret_environment={"flower_auth": {"AIRFLOW__CELERY__FLOWER_BASIC_AUTH": value},
-                                    "broker": {"AIRFLOW__CELERY__BROKER_URL": "redis"}},
-        airflow_redis_users={"flower": {"user": "airflow-flower", "password": value}},
+        item="flower", ansible_managed="test", airflow_node_secret_components=["flower"], airflow_node_cli_secrets=[],
+        airflow_node_component_secrets={"flower": ["flower_auth", "broker"]},
+        airflow_node_secret_environment={"flower_auth": {"AIRFLOW__CELERY__FLOWER_BASIC_AUTH": value},
+                                         "broker": {"AIRFLOW__CELERY__BROKER_URL": "redis"}},
+        airflow_node_redis_users={"flower": {"user": "airflow-flower", "password": value}},
         airflow_redis_address="127.0.0.1", airflow_redis_port=6379, airflow_redis_db=0)
 
 

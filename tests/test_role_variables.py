@@ -439,25 +439,36 @@ CROSS_ROLE_FACTS: set[tuple[str, str, str]] = set()
 
 def role_facts(role: Path) -> set[str]:
     """What the role's tasks leave behind at run time: the facts they set and the results they register (a task's
-    `vars:` are inputs it passes, not facts)."""
+    `vars:` are inputs it passes, not facts; nor is a fact that only fixes a variable's own value, `x: "{{ x }}"`)."""
     names: set[str] = set()
     for path in _task_files(role):
         for task in _tasks(load_yaml(path)):
             if isinstance(task.get("register"), str):
                 names.add(task["register"])
             for module in SET_FACT & task.keys():
-                names.update(k for k in task[module] or {} if k != "cacheable")
+                names.update(k for k, v in (task[module] or {}).items()
+                             if k != "cacheable" and not _is_own_value(k, v))
     return names
 
 
+def _is_own_value(name: str, value: Any) -> bool:
+    return isinstance(value, str) and "".join(value.split()) == "{{" + name + "}}"
+
+
+def _var_file_reads(role: Path) -> set[str]:
+    """Names the values of a role's defaults/ and vars/ files read."""
+    return {n for p in _var_files(role) for text, _ in _strings(load_yaml(p) or {}) if is_template(text)
+            for n in template_names(text)}
+
+
 def cross_role_facts(roles_dir: Path = ROLES) -> set[tuple[str, str, str]]:
-    """(role, name, other role) for each name a role's tasks or templates read that another role's tasks set at run
-    time (set_fact, register) and the role itself does not: a fact one role leaves for another, which the role's
-    inputs (or a variable of the shared settings role) only hide."""
+    """(role, name, other role) for each name a role's tasks, templates, defaults or vars read that another role's
+    tasks set at run time (set_fact, register) and the role itself does not: a fact one role leaves for another,
+    which the role's inputs (or a variable of a role it depends on) would only hide."""
     roles = sorted(p for p in roles_dir.iterdir() if p.is_dir())
     found = set()
     for role in roles:
-        reads: set[str] = set()
+        reads = _var_file_reads(role)
         for path in _task_files(role):
             for task in _tasks(load_yaml(path)):
                 reads |= _task_reads(task)
@@ -484,3 +495,14 @@ def test_the_cross_role_check_can_fail(tmp_path):
         (tmp_path / name / "tasks").mkdir(parents=True)
         (tmp_path / name / "tasks" / "main.yml").write_text(yaml.safe_dump(tasks))
     assert cross_role_facts(tmp_path) == {("reader", "setter_done", "setter")}
+    # A role depends on one whose vars file reads the fact: the undeclared-variable check passes it, this one finds
+    # the vars file's read.
+    (tmp_path / "shared" / "vars").mkdir(parents=True)
+    (tmp_path / "shared" / "vars" / "main.yml").write_text(yaml.safe_dump({"shared_done": "{{ setter_done }}"}))
+    (tmp_path / "hidden" / "meta").mkdir(parents=True)
+    (tmp_path / "hidden" / "meta" / "main.yml").write_text(yaml.safe_dump({"dependencies": ["shared"]}))
+    (tmp_path / "hidden" / "tasks").mkdir()
+    (tmp_path / "hidden" / "tasks" / "main.yml").write_text(
+        yaml.safe_dump([{"ansible.builtin.debug": {"msg": "{{ shared_done }}"}}]))
+    assert [f for f in undeclared_variables(tmp_path) if f.role == "hidden"] == []
+    assert cross_role_facts(tmp_path) == {("reader", "setter_done", "setter"), ("shared", "setter_done", "setter")}

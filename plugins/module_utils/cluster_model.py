@@ -13,14 +13,22 @@ the hosts' facts, while the model needs none.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 from typing import Any
 
 import cluster_rules as rules
 
 # The settings build() reads, with the value it takes where the caller's settings leave one out: the defaults of the
-# roles that own them (nginx, flower, airflow_dags), which are not loaded where the model is built.
+# roles that own them (roles/airflow; nginx, flower, airflow_dags, which are not loaded where the model is built).
 SETTINGS: dict[str, Any] = {
+    "airflow_venv": "/opt/airflow/venv",
+    "airflow_home": "/var/lib/airflow",
+    "airflow_db_name": "airflow",
+    "airflow_credentials_dir": "credentials",
+    "airflow_tls_certificate": "",
+    "airflow_tls_key": "",
+    "airflow_tls_ca_certificate": "",
     "airflow_monitoring_enabled": False,
     "flower_enabled": True,
     "airflow_dag_sync": "rsync",
@@ -49,6 +57,9 @@ COLLECTD_PACKAGES = {"12": ["collectd-core", "libprotobuf-c1", "libmicrohttpd12"
                      "13": ["collectd-core", "libprotobuf-c1", "libmicrohttpd12t64"]}
 RELEASES = tuple(COLLECTD_PACKAGES)
 PROMETHEUS_PACKAGES = ["prometheus", "prometheus-alertmanager"]
+# The node exporter's textfile collector directory (Debian's prometheus-node-exporter reads it; roles/postgresql
+# writes the time of the newest dump there).
+METRICS_TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 
 
 def _first(groups: Mapping[str, Any], group: str, fallback: str) -> str:
@@ -78,8 +89,9 @@ def build(groups: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, A
     """The model of the cluster: `groups` as Ansible's groups variable (group -> hosts), `settings` the cluster-wide
     settings of SETTINGS and PORTS (missing ones take SETTINGS' value, or 0 for a port).
 
-    Returns the cluster's hosts by what they are, the Celery queues, and `hosts`: every host of the project's groups
-    (a worker being removed and workers declared down included) -> what it is and runs (see _host)."""
+    Returns the cluster's hosts by what they are, the Celery queues, what several roles share (the paths of _shared,
+    the TLS files of _tls), and `hosts`: every host of the project's groups (a worker being removed and workers
+    declared down included) -> what it is and runs (see _host)."""
     s = {**SETTINGS, **{k: v for k, v in settings.items() if v is not None}}
     ports = {p: as_int(s.get(p)) for p in PORTS}
     leaving = list(s["airflow_workers_leaving"] or [])
@@ -118,7 +130,45 @@ def build(groups: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, A
     # hosts first.
     c["hosts"] = {h: _host(h, c, s, ports) for h in _unique([*c["cluster_hosts"], *inventory_hosts(groups)])}
     c["host_roles"] = {h: c["hosts"][h]["roles"] for h in c["cluster_hosts"]}
+    c.update(_shared(s), tls=_tls(s))
     return c
+
+
+def _shared(s: Mapping[str, Any]) -> dict[str, Any]:
+    """What more than one role reads:
+    db_backup_databases  what the database host dumps (roles/postgresql's timer, roles/db_backup): the metadata
+                         database first, then each task database; none without airflow_db_backup
+    metrics_textfile_dir where the node exporter reads *.prom files (roles/metrics_exporters; roles/postgresql writes)
+    dag_code_components  the components that run DAG authors' code, as airflow_dag_code_user
+    writable_dirs        the only folders Airflow's processes write (roles/common creates them, the components'
+                         sandbox opens them)
+    install_dir, lib_dir where the virtualenv's archive and requirements go; the project's root-owned modules that
+                         Airflow's processes import (roles/airflow_node), which a re-run watches (roles/run_state)
+    """
+    install_dir = posixpath.dirname(str(s["airflow_venv"]))
+    return {
+        "db_backup_databases": [s["airflow_db_name"], *(d["name"] for d in s["airflow_task_databases"] or [])]
+        if s["airflow_db_backup"] else [],
+        "metrics_textfile_dir": METRICS_TEXTFILE_DIR,
+        "dag_code_components": list(DAG_CODE_COMPONENTS),
+        "writable_dirs": [f"{s['airflow_home']}/logs", "/var/log/airflow"],
+        "install_dir": install_dir,
+        "lib_dir": f"{install_dir}/lib",
+    }
+
+
+def _tls(s: Mapping[str, Any]) -> dict[str, Any]:
+    """nginx's TLS pair on the control node: the user's, or the self-signed one roles/control_node generates into the
+    credentials folder; and what clients of nginx trust (ca: the user's CA, the self-signed certificate, or "" for
+    the system's CAs)."""
+    self_signed = not s["airflow_tls_certificate"]
+    certificate = s["airflow_tls_certificate"] or f"{s['airflow_credentials_dir']}/tls.crt"
+    return {
+        "self_signed": self_signed,
+        "certificate": certificate,
+        "key": s["airflow_tls_key"] or f"{s['airflow_credentials_dir']}/tls.key",
+        "ca": s["airflow_tls_ca_certificate"] or (certificate if self_signed else ""),
+    }
 
 
 def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]) -> dict[str, Any]:

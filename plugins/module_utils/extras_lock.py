@@ -38,8 +38,8 @@ def lock_name(version: str, python_minor: str) -> str:
 
 
 def has_extras(requirements, wheels) -> bool:
-    """Whether the environment installs more than the project's lock (roles/airflow/vars/main.yml's
-    airflow_has_extras says the same)."""
+    """Whether the environment installs more than the project's lock (roles/airflow_node/vars/main.yml's
+    airflow_node_has_extras says the same)."""
     return bool(requirements) or bool(wheels)
 
 
