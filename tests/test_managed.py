@@ -92,7 +92,14 @@ def role_values(role: str, roles: Path = ROLES) -> dict:
                  roles / role / "defaults" / "main.yml", roles / role / "vars" / "main.yml",
                  roles / role / "vars" / "managed.yml"):
         values.update(_load(path))
+    values.update(model_paths(roles))
     return {k: v for k, v in values.items() if isinstance(v, str)}
+
+
+def model_paths(roles: Path = ROLES) -> dict:
+    """The model's cluster-wide paths, as the roles read them (airflow_model.<key>), for roles/airflow's defaults."""
+    settings = _load(roles / "airflow" / "defaults" / "main.yml")
+    return {f"airflow_model.{k}": v for k, v in model._shared(settings).items() if isinstance(v, str)}
 
 
 def resolve(text: str, values: dict, item=None, depth: int = 8) -> str:
