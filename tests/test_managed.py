@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from tests.test_cluster_model import HA, MONITORED, sample_groups
+from tests.test_role_variables import _tasks, load_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 ROLES = ROOT / "roles"
@@ -82,7 +83,7 @@ VAR = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 
 
 def _load(path: Path) -> dict:
-    return (yaml.safe_load(path.read_text()) if path.exists() else None) or {}
+    return (load_yaml(path) if path.exists() else None) or {}
 
 
 def role_values(role: str, roles: Path = ROLES) -> dict:
@@ -123,23 +124,12 @@ def resolve(text: str, values: dict, item=None, depth: int = 8) -> str:
     return VAR.sub(one, text.strip())
 
 
-def _tasks(items) -> list[dict]:
-    out = []
-    for task in items or []:
-        if not isinstance(task, dict):
-            continue
-        out.append(task)
-        for key in ("block", "rescue", "always"):
-            out += _tasks(task.get(key))
-    return out
-
-
 def written_paths(role: str, roles: Path = ROLES) -> list[tuple[str, str]]:
     """(task file and name, path as resolved) of every path the role's tasks and handlers write on the host."""
     values = role_values(role, roles)
     found = []
     for path in sorted([*(roles / role / "tasks").glob("*.yml"), *(roles / role / "handlers").glob("*.yml")]):
-        for task in _tasks(yaml.safe_load(path.read_text())):
+        for task in _tasks(load_yaml(path)):
             if task.get("delegate_to") in ("localhost", "127.0.0.1"):
                 continue  # the control node's
             for key, args in task.items():
