@@ -273,6 +273,9 @@ def test_drift_of_every_kind_is_reported_and_one_deploy_repairs_it(lab):
         assert proc.returncode == 0, (role, proc.stderr)
 
     assert bash_on("worker1", "systemctl stop airflow-worker").returncode == 0
+    # The master's safety-net push (a timer) would put the DAG back before the deploy looks: stopped first (the push
+    # in flight too), itself a drift the deploy reports and undoes.
+    assert bash_on("master", "systemctl stop airflow-dag-push.timer airflow-dag-push.service").returncode == 0
     assert bash_on("worker2", "rm /var/lib/airflow/dags/example_hello.py").returncode == 0
     # Only the package itself goes (nothing depends on it), and ssh and Python stay.
     simulated = bash_on("worker2", f"apt-get -s remove {REMOVED_PACKAGE}")
@@ -302,7 +305,8 @@ def test_drift_of_every_kind_is_reported_and_one_deploy_repairs_it(lab):
     reasons = run_state_reasons(run_dir)
     print("why the run went ahead:", json.dumps(reasons, indent=1))
     expected = {
-        "master": ["changed since: redis users", "changed since: postgresql roles"],
+        "master": ["changed since: redis users", "changed since: postgresql roles",
+                   "not active: airflow-dag-push.timer"],
         "worker1": ["not active: airflow-worker", "changed since: common accounts", "changed since: firewall table"],
         "worker2": ["changed since: common packages",
                     "changed since: the contents of /var/lib/airflow/dags or /var/lib/airflow/plugins"],
@@ -320,6 +324,7 @@ def test_drift_of_every_kind_is_reported_and_one_deploy_repairs_it(lab):
         left = bash_on(machine, f"cat {path} | grep -c '^{HAND}$' || true")
         assert left.stdout.strip() == "0", (role, path, left.stdout)
     assert bash_on("worker1", "systemctl is-active airflow-worker").stdout.strip() == "active"
+    assert bash_on("master", "systemctl is-active airflow-dag-push.timer").stdout.strip() == "active"
     assert bash_on("worker2", f"dpkg-query -W -f '${{db:Status-Abbrev}}' {REMOVED_PACKAGE}").stdout == "ii "
     assert bash_on("worker1", "getent passwd airflow | cut -d: -f7").stdout.strip() == "/bin/bash"
     assert "dport 8793" in bash_on("worker1", "nft list chain inet airflow_cluster input").stdout

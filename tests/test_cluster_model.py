@@ -42,9 +42,9 @@ def test_the_sample_inventory_is_one_master_running_everything_but_the_workers()
     assert master["secret_components"] == master["components"] + ["db-retention", "flower"]
     assert master["units"] == [
         "airflow-api-server", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "airflow-flower",
-        "nginx", "airflow-dag-watch", "redis-server", "prometheus-node-exporter", "collectd",
-        "prometheus-postgres-exporter", "prometheus-redis-exporter", "airflow-celery-queues.timer", "prometheus",
-        "prometheus-alertmanager", "airflow-log-retention.timer", "airflow-db-retention.timer",
+        "nginx", "airflow-dag-watch", "airflow-dag-push.timer", "redis-server", "prometheus-node-exporter",
+        "collectd", "prometheus-postgres-exporter", "prometheus-redis-exporter", "airflow-celery-queues.timer",
+        "prometheus", "prometheus-alertmanager", "airflow-log-retention.timer", "airflow-db-retention.timer",
         "postgresql-backup.timer"]
     assert master["public_ports"] == [80, 443] and master["cluster_ports"] == [8080, 6379]
     assert master["restricted"] == [

@@ -226,9 +226,10 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
     monitoring_units = ([e["unit"] for e in exporters]
                         + (["airflow-celery-queues.timer"] if monitoring_enabled and is_broker else [])
                         + (["prometheus", "prometheus-alertmanager"] if is_monitoring else []))
+    dag_units = (["airflow-dag-watch", "airflow-dag-push.timer"] if rsync else []) + (
+        ["airflow-dags-git.timer"] if s["airflow_dags_git_repo"] else [])
     units = ([f"airflow-{n}" for n in components]
-             + ((["airflow-flower"] if flower else []) + ["nginx"] + (["airflow-dag-watch"] if rsync else [])
-                + (["airflow-dags-git.timer"] if s["airflow_dags_git_repo"] else []) if master else [])
+             + ((["airflow-flower"] if flower else []) + ["nginx"] + dag_units if master else [])
              + (["redis-server"] if is_broker else []) + monitoring_units + timers)
 
     listens = {"nginx_listen_port": as_int(s["nginx_listen_port"])} if master else {}
