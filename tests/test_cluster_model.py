@@ -214,3 +214,51 @@ def test_what_several_roles_share_comes_from_the_settings():
     assert model.build(sample_groups(), {**PORTS, "airflow_tls_certificate": "/pki/af.crt",
                                          "airflow_tls_ca_certificate": "/pki/ca.crt"})["tls"]["ca"] == "/pki/ca.crt"
     assert model.build(sample_groups(), {**PORTS, "airflow_db_backup": False})["db_backup_databases"] == []
+
+
+# ---------------------------------------------------------------- site.yml applies each role where the model says
+
+GATE = "'{role}' in airflow_host_managing_roles"
+# The hosts a play of site.yml may select, by the first group of its pattern: a model group, or a group the run
+# derives from a subset of these (roles/host_checks, roles/run_state).
+RUN_GROUPS = {"airflow_install_pending": "airflow_nodes", "airflow_repackage_workers": "airflow_nodes",
+              "airflow_access_kept": "airflow_cluster"}
+
+
+@pytest.mark.parametrize("layout", ["sample", "ha", "unmonitored", "flower off"])
+def test_site_yml_applies_each_role_on_the_hosts_whose_managing_roles_name_it(layout):
+    """Each role site.yml imports that the model lists in managing_roles runs exactly on the hosts that list it: the
+    play's hosts are all such hosts, or the import is gated by airflow_host_managing_roles (and nothing else)."""
+    import yaml
+
+    groups, settings = {"sample": (sample_groups(), MONITORED), "ha": (HA, MONITORED),
+                        "unmonitored": (sample_groups(), PORTS),
+                        "flower off": (sample_groups(), {**MONITORED, "flower_enabled": False})}[layout]
+    m = model.build(groups, settings)
+    in_group = {g: {h for h, rec in m["hosts"].items() if g in rec["groups"]} for g in
+                {g for rec in m["hosts"].values() for g in rec["groups"]}}
+    applies = {}
+    for h, rec in m["hosts"].items():
+        for role in rec["managing_roles"]:
+            applies.setdefault(role, set()).add(h)
+    universe = {"common", "firewall", "airflow_retention", "postgresql", "redis", "airflow_node", "airflow_database",
+                "airflow_dags", "airflow_components", "flower", "nginx", "metrics_exporters", "prometheus",
+                "airflow_objects"}
+    checked = []
+    for play in yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text()):
+        if "hosts" not in play:
+            continue
+        first = re.split(r"[:&!]", play["hosts"])[0]
+        selected = set().union(*(in_group.get(RUN_GROUPS.get(g, g), set()) for g in play["hosts"].split(":")
+                                 if g and g[0] not in "&!"))
+        for task in play.get("tasks", []):
+            role = (task.get("ansible.builtin.import_role") or {}).get("name")
+            if role not in universe:
+                continue
+            when = task.get("when")
+            if when is not None:
+                assert when == GATE.format(role=role), (play["name"], role, when)
+            else:
+                assert selected <= applies.get(role, set()), (layout, play["name"], first, role)
+            checked.append(role)
+    assert universe <= set(checked)
