@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cluster_model as model
 import pytest
+import yaml
 
 from airflow_cluster import inventory as inv
 
@@ -219,36 +220,32 @@ def test_what_several_roles_share_comes_from_the_settings():
 # ---------------------------------------------------------------- site.yml applies each role where the model says
 
 GATE = "'{role}' in airflow_host_managing_roles"
-# The hosts a play of site.yml may select, by the first group of its pattern: a model group, or a group the run
-# derives from a subset of these (roles/host_checks, roles/run_state).
+# The hosts a play of site.yml may select, by the groups its pattern adds up (not those after & or !): a model group,
+# or a group the run derives from a subset of one (roles/host_checks, roles/run_state).
 RUN_GROUPS = {"airflow_install_pending": "airflow_nodes", "airflow_repackage_workers": "airflow_nodes",
               "airflow_access_kept": "airflow_cluster"}
+LAYOUTS = {"sample": (sample_groups(), MONITORED), "ha": (HA, MONITORED), "unmonitored": (sample_groups(), PORTS),
+           "flower off": (sample_groups(), {**MONITORED, "flower_enabled": False})}
 
 
-@pytest.mark.parametrize("layout", ["sample", "ha", "unmonitored", "flower off"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 def test_site_yml_applies_each_role_on_the_hosts_whose_managing_roles_name_it(layout):
     """Each role site.yml imports that the model lists in managing_roles runs exactly on the hosts that list it: the
     play's hosts are all such hosts, or the import is gated by airflow_host_managing_roles (and nothing else)."""
-    import yaml
-
-    groups, settings = {"sample": (sample_groups(), MONITORED), "ha": (HA, MONITORED),
-                        "unmonitored": (sample_groups(), PORTS),
-                        "flower off": (sample_groups(), {**MONITORED, "flower_enabled": False})}[layout]
-    m = model.build(groups, settings)
+    m = model.build(*LAYOUTS[layout])
     in_group = {g: {h for h, rec in m["hosts"].items() if g in rec["groups"]} for g in
                 {g for rec in m["hosts"].values() for g in rec["groups"]}}
     applies = {}
     for h, rec in m["hosts"].items():
         for role in rec["managing_roles"]:
             applies.setdefault(role, set()).add(h)
-    universe = {"common", "firewall", "airflow_retention", "postgresql", "redis", "airflow_node", "airflow_database",
-                "airflow_dags", "airflow_components", "flower", "nginx", "metrics_exporters", "prometheus",
-                "airflow_objects"}
+    # Every role the model may name, in any layout (a role absent from this one must then run nowhere).
+    universe = {r for groups, settings in LAYOUTS.values()
+                for rec in model.build(groups, settings)["hosts"].values() for r in rec["managing_roles"]}
     checked = []
     for play in yaml.safe_load((ROOT / "playbooks" / "site.yml").read_text()):
         if "hosts" not in play:
             continue
-        first = re.split(r"[:&!]", play["hosts"])[0]
         selected = set().union(*(in_group.get(RUN_GROUPS.get(g, g), set()) for g in play["hosts"].split(":")
                                  if g and g[0] not in "&!"))
         for task in play.get("tasks", []):
@@ -259,6 +256,6 @@ def test_site_yml_applies_each_role_on_the_hosts_whose_managing_roles_name_it(la
             if when is not None:
                 assert when == GATE.format(role=role), (play["name"], role, when)
             else:
-                assert selected <= applies.get(role, set()), (layout, play["name"], first, role)
+                assert selected <= applies.get(role, set()), (layout, play["name"], play["hosts"], role)
             checked.append(role)
     assert universe <= set(checked)

@@ -2,10 +2,9 @@
 frozen for the garbage collector while each worker is forked.
 
 Ansible forks a worker process per task and host. The worker inherits the controller's heap (every loaded role, play
-and variable: over a million objects for site.yml), and its first full collection walks all of them, touching (and so
-copying) their pages: tens of milliseconds of CPU per worker, most of a no-op re-run's worker time. Frozen
-(gc.freeze), they are outside every collection of the worker; unfrozen right after the fork, the controller collects
-as before.
+and variable), and its first full collection walks all of it, touching and so copying its pages, on every task.
+Frozen (gc.freeze), those objects are outside every collection of the worker; unfrozen right after the fork, the
+controller collects as before.
 """
 
 from __future__ import annotations
