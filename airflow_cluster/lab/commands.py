@@ -21,7 +21,14 @@ from airflow_cluster.lab.machines import (
     start_machine,
     wait_booted,
 )
-from airflow_cluster.lab.network import BRIDGE, check_subnet_free, ensure_bridge, ensure_machine_network, link_exists
+from airflow_cluster.lab.network import (
+    BRIDGE,
+    check_subnet_free,
+    ensure_bridge,
+    ensure_machine_network,
+    link_exists,
+    silence_machine_network,
+)
 from airflow_cluster.lab.procs import is_running, nspawn_pids, reap_orphans
 from airflow_cluster.lab.squid import INDEX_MODES, ensure_proxy, stop_proxy
 from airflow_cluster.lab.state import (
@@ -182,13 +189,17 @@ def stop(name: str, force: bool = False) -> None:
     with lab_lock():
         m = find_machine(name)
         if not is_running(m):
+            silence_machine_network(m)
             say(f"{name} is already stopped")
             return
         if force:
+            # Silent first: the kernel would otherwise close the killed processes' connections for them.
+            silence_machine_network(m)
             kill_machine(m)
             say(f"{name}: power cut")
         else:
             shutdown_machine(m)
+            silence_machine_network(m)
             say(f"{name}: powered off")
 
 

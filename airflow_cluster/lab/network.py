@@ -71,6 +71,13 @@ def ensure_machine_network(m: Machine, net: ipaddress.IPv4Network) -> None:
     run(["ip", "-n", m.netns, "route", "replace", "default", "via", bridge_address(net)])
 
 
+def silence_machine_network(m: Machine) -> None:
+    """The machine's end of the bridge goes down, as a switch port does when a real machine loses power: its address
+    answers nothing (no refusal, no reset; a sender waits for its own timeouts) until ensure_machine_network."""
+    if link_exists(m.veth):
+        run(["ip", "link", "set", m.veth, "down"])
+
+
 def remove_machine_network(m: Machine) -> None:
     if link_exists(m.veth):
         run(["ip", "link", "del", m.veth], check=False)
