@@ -17,7 +17,8 @@ PORTS = {"airflow_api_port": 8080, "airflow_api_lb_port": 8079, "airflow_flower_
          "airflow_scheduler_health_port": 8974, "airflow_worker_log_server_port": 8793, "airflow_db_port": 5432,
          "airflow_redis_port": 6379, "airflow_prometheus_port": 9090, "airflow_alertmanager_port": 9093,
          "airflow_node_exporter_port": 9100, "airflow_metrics_port": 9103, "airflow_postgres_exporter_port": 9187,
-         "airflow_redis_exporter_port": 9121}
+         "airflow_redis_exporter_port": 9121, "airflow_db_proxy_port": 6432, "airflow_patroni_port": 8008,
+         "airflow_etcd_client_port": 2379, "airflow_etcd_peer_port": 2380}
 MONITORED = {**PORTS, "airflow_monitoring_enabled": True}
 HA = {"airflow_master": ["m1"], "airflow_schedulers": ["s2", "s3"], "airflow_workers": ["w1", "w2", "w3"],
       "airflow_postgres": ["db"], "airflow_redis": ["rd"], "airflow_monitoring": ["mon"]}
@@ -217,6 +218,49 @@ def test_what_several_roles_share_comes_from_the_settings():
     assert model.build(sample_groups(), {**PORTS, "airflow_db_backup": False})["db_backup_databases"] == []
 
 
+# Three control hosts, each a database host too; the first database host is not the master.
+REPLICATED = {"airflow_master": ["c1"], "airflow_schedulers": ["c2", "c3"], "airflow_workers": ["w1", "w2"],
+              "airflow_postgres": ["c2", "c1", "c3"]}
+
+
+def test_a_replicated_database_runs_patroni_and_etcd_on_each_database_host_and_haproxy_on_each_client():
+    m = model.build(REPLICATED, {**MONITORED, "airflow_task_databases": [{"name": "teamdb"}]})
+    assert (m["postgres"], m["postgres_hosts"], m["db_replicated"]) == ("c2", ["c2", "c1", "c3"], True)
+    assert m["db_client_hosts"] == ["c1", "c2", "c3", "w1", "w2"]
+    h = m["hosts"]
+    c2 = h["c2"]
+    assert c2["roles"] == ["scheduler", "database"]
+    assert c2["groups"] == ["airflow_cluster", "airflow_nodes", "airflow_api", "airflow_db", "airflow_db_proxy"]
+    assert c2["packages"]["13"]["etcd"] == ["etcd-server", "etcd-client"]
+    assert c2["packages"]["13"]["postgresql"] == ["postgresql", "python3-psycopg2", "patroni", "python3-etcd"]
+    assert c2["packages"]["12"]["haproxy"] == ["haproxy"]
+    assert [u for u in c2["units"] if u in ("etcd", "patroni", "haproxy")] == ["etcd", "patroni", "haproxy"]
+    assert c2["managing_roles"][:7] == ["common", "firewall", "airflow_retention", "etcd", "postgresql", "haproxy",
+                                        "airflow_node"]
+    # PostgreSQL from its clients and the other database hosts; Patroni's REST API the same (HAProxy's checks);
+    # etcd from its members only.
+    assert c2["restricted"][:3] == [{"sources": ["c1", "c2", "c3", "w1", "w2"], "ports": [5432]},
+                                    {"sources": ["c1", "c2", "c3", "w1", "w2"], "ports": [8008]},
+                                    {"sources": ["c2", "c1", "c3"], "ports": [2379, 2380]}]
+    assert {k: v for k, v in c2["listens"].items() if v in (5432, 8008, 2379, 2380, 6432)} == {
+        "airflow_db_port": 5432, "airflow_patroni_port": 8008, "airflow_etcd_client_port": 2379,
+        "airflow_etcd_peer_port": 2380, "airflow_db_proxy_port": 6432}
+    # A worker reaches the task databases through its own HAProxy; without task databases it has none.
+    assert h["w1"]["packages"]["13"]["haproxy"] == ["haproxy"] and "airflow_db_proxy" in h["w1"]["groups"]
+    plain = model.build(REPLICATED, MONITORED)["hosts"]["w1"]
+    assert "haproxy" not in plain["packages"]["13"] and "haproxy" not in plain["units"]
+
+
+def test_one_database_host_is_not_replicated():
+    m = model.build({**REPLICATED, "airflow_postgres": ["c2"]}, MONITORED)
+    assert (m["postgres_hosts"], m["db_replicated"]) == (["c2"], False)
+    c2 = m["hosts"]["c2"]
+    assert not {"etcd", "patroni", "haproxy"} & set(c2["units"])
+    assert "etcd" not in c2["managing_roles"] and "haproxy" not in c2["managing_roles"]
+    assert c2["packages"]["13"]["postgresql"] == ["postgresql", "python3-psycopg2"]
+    assert model.build({**REPLICATED, "airflow_postgres": []}, MONITORED)["postgres_hosts"] == ["c1"]
+
+
 # ---------------------------------------------------------------- site.yml applies each role where the model says
 
 GATE = "'{role}' in airflow_host_managing_roles"
@@ -225,6 +269,7 @@ GATE = "'{role}' in airflow_host_managing_roles"
 RUN_GROUPS = {"airflow_install_pending": "airflow_nodes", "airflow_repackage_workers": "airflow_nodes",
               "airflow_access_kept": "airflow_cluster"}
 LAYOUTS = {"sample": (sample_groups(), MONITORED), "ha": (HA, MONITORED), "unmonitored": (sample_groups(), PORTS),
+           "replicated": (REPLICATED, {**MONITORED, "airflow_task_databases": [{"name": "teamdb"}]}),
            "flower off": (sample_groups(), {**MONITORED, "flower_enabled": False})}
 
 

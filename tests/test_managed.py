@@ -68,6 +68,7 @@ EXEMPT = {
     ("metrics_exporters", "/var/lib/prometheus/node-exporter"):
         "the node exporter's textfile folder: the timers write their figures there",
     ("postgresql", "/var/backups/airflow-db"): "the dumps (data the timer writes)",
+    ("etcd", "/var/lib/etcd/airflow"): "the member's data, which etcd writes",
 }
 # Folders a role creates, exempted themselves but not what is in them: the role declares what it writes there one by
 # one, while other processes write there too.
@@ -181,8 +182,10 @@ def site_roles() -> set[str]:
 
 
 def model_roles() -> set[str]:
-    """Every role the model has site.yml apply on some host of the sample and the HA layouts."""
+    """Every role the model has site.yml apply on some host of the sample and the HA layouts (one with a replicated
+    database)."""
     layouts = [model.build(sample_groups(), MONITORED), model.build(HA, MONITORED),
+               model.build({**HA, "airflow_postgres": ["db", "m1", "s2"]}, MONITORED),
                model.build(HA, {**MONITORED, "airflow_dag_sync": "shared", "airflow_dags_git_repo": "git@x:y"})]
     return {r for m in layouts for h in m["hosts"].values() for r in h["managing_roles"]}
 

@@ -120,12 +120,12 @@ def test_the_derived_groups_are_no_typos(tmp_path):
     # imports it again: by then the run has the derived groups, which must pass the group-name check.
     # The cluster model's, on a layout with every kind of host (roles/cluster_groups adds them).
     layout = {"airflow_master": ["m"], "airflow_schedulers": ["s"], "airflow_workers": ["w1", "w2"],
-              "airflow_postgres": ["db"], "airflow_redis": ["mq"], "airflow_monitoring": ["mon"]}
+              "airflow_postgres": ["db", "db2", "db3"], "airflow_redis": ["mq"], "airflow_monitoring": ["mon"]}
     built = cluster_model.build(layout, {"airflow_monitoring_enabled": True, "airflow_workers_leaving": ["w2"]})
     named = {g for host in built["hosts"].values() for g in host["groups"]}
     # The others come from the roles' group_by tasks: each of those groups is among them, and every such group is.
     by_group_by = {"airflow_install_pending", "airflow_repackage_pending", "airflow_repackage_workers",
-                   "airflow_run_pending", "airflow_access_kept"}
+                   "airflow_run_pending", "airflow_access_kept", "airflow_db_primary"}
     assert named == set(rules.DERIVED_GROUPS) - by_group_by
     keys = set()
     for path in (ROOT / "roles").glob("*/tasks/*.yml"):

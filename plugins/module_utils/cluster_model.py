@@ -46,7 +46,8 @@ SETTINGS: dict[str, Any] = {
 PORTS = ("airflow_api_port", "airflow_api_lb_port", "airflow_flower_port", "airflow_scheduler_health_port",
          "airflow_worker_log_server_port", "airflow_db_port", "airflow_redis_port", "airflow_prometheus_port",
          "airflow_alertmanager_port", "airflow_node_exporter_port", "airflow_metrics_port",
-         "airflow_postgres_exporter_port", "airflow_redis_exporter_port")
+         "airflow_postgres_exporter_port", "airflow_redis_exporter_port", "airflow_db_proxy_port",
+         "airflow_patroni_port", "airflow_etcd_client_port", "airflow_etcd_peer_port")
 
 # Airflow's components on the master, on an airflow_schedulers host, and the ones that run DAG authors' code.
 MASTER_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -101,9 +102,15 @@ def build(groups: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, A
     schedulers = _unique([*(groups.get(rules.MASTER) or []), *(groups.get(rules.SCHEDULERS) or [])])
     nodes = _unique([*schedulers, *workers])
     monitoring_enabled = bool(s["airflow_monitoring_enabled"])
+    postgres = list(groups.get(rules.POSTGRES) or []) or [master]
     c: dict[str, Any] = {
         "master": master,
-        "postgres": _first(groups, rules.POSTGRES, master),
+        # The database hosts; the first one is the primary of a single-host database, and the one whose data a
+        # replicated database starts from (a migration keeps its data, every other host copies it).
+        "postgres": postgres[0],
+        "postgres_hosts": postgres,
+        # Several database hosts: PostgreSQL under Patroni with an etcd member on each, clients through HAProxy.
+        "db_replicated": len(postgres) > 1,
         "redis": _first(groups, rules.REDIS, master),
         "monitoring": _first(groups, rules.MONITORING, master),
         "monitoring_enabled": monitoring_enabled,
@@ -120,8 +127,11 @@ def build(groups: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, A
         "workers_leaving": leaving,
         "workers_down": down,
     }
+    # The hosts that connect to the databases: the metadata database's clients, and the workers when tasks have
+    # their own databases.
+    c["db_client_hosts"] = _unique([*schedulers, *(workers if s["airflow_task_databases"] else [])])
     monitoring = [c["monitoring"]] if monitoring_enabled else []
-    c["cluster_hosts"] = _unique([*nodes, c["postgres"], c["redis"], *monitoring])
+    c["cluster_hosts"] = _unique([*nodes, *postgres, c["redis"], *monitoring])
     extra_queues = list(s["airflow_worker_extra_queues"] or [])
     default_queue = ((s["airflow_config_overrides"] or {}).get("operators") or {}).get("default_queue", "default")
     c["celery_queues"] = _unique([default_queue, "default", *extra_queues, *workers])
@@ -144,6 +154,8 @@ def _shared(s: Mapping[str, Any]) -> dict[str, Any]:
                          sandbox opens them)
     install_dir, lib_dir where the virtualenv's archive and requirements go; the project's root-owned modules that
                          Airflow's processes import (roles/airflow_node), which a re-run watches (roles/run_state)
+    etcd_credentials_dir where the control node keeps etcd's CA and certificates (roles/etcd makes them,
+                         roles/postgresql gives Patroni its own)
     """
     install_dir = posixpath.dirname(str(s["airflow_venv"]))
     return {
@@ -154,6 +166,7 @@ def _shared(s: Mapping[str, Any]) -> dict[str, Any]:
         "writable_dirs": [f"{s['airflow_home']}/logs", "/var/log/airflow"],
         "install_dir": install_dir,
         "lib_dir": f"{install_dir}/lib",
+        "etcd_credentials_dir": f"{s['airflow_credentials_dir']}/etcd",
     }
 
 
@@ -188,7 +201,10 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
     """
     master, monitoring_enabled = h == c["master"], c["monitoring_enabled"]
     is_scheduler, is_worker = h in c["scheduler_hosts"], h in c["worker_hosts"]
-    is_node, is_db, is_broker = h in c["node_hosts"], h == c["postgres"], h == c["redis"]
+    is_node, is_db, is_broker = h in c["node_hosts"], h in c["postgres_hosts"], h == c["redis"]
+    replicated = c["db_replicated"]
+    # HAProxy sends this host's database clients to the current primary.
+    db_proxy = replicated and h in c["db_client_hosts"]
     is_monitoring = monitoring_enabled and h == c["monitoring"]
     in_cluster = h in c["cluster_hosts"]
     flower = h == c["flower"]
@@ -210,7 +226,11 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
     # Per Debian release, per role: what each role installs here (roles/common installs them all in one apt run).
     packages = {
         release: {role: names for role, names in (
-            ("postgresql", ["postgresql", "python3-psycopg2"] if is_db else []),
+            ("etcd", ["etcd-server", "etcd-client"] if is_db and replicated else []),
+            # Replicated, PostgreSQL runs under Patroni, which keeps its state in etcd (python3-etcd: its etcd3 client).
+            ("postgresql", ["postgresql", "python3-psycopg2"] + (["patroni", "python3-etcd"] if replicated else [])
+             if is_db else []),
+            ("haproxy", ["haproxy"] if db_proxy else []),
             ("redis", ["redis-server"] if is_broker else []),
             ("nginx", ["nginx"] if master else []),
             ("airflow_dags", ["inotify-tools"] if master and rsync else []),
@@ -230,6 +250,7 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
         ["airflow-dags-git.timer"] if s["airflow_dags_git_repo"] else [])
     units = ([f"airflow-{n}" for n in components]
              + ((["airflow-flower"] if flower else []) + ["nginx"] + dag_units if master else [])
+             + (["etcd", "patroni"] if is_db and replicated else []) + (["haproxy"] if db_proxy else [])
              + (["redis-server"] if is_broker else []) + monitoring_units + timers)
 
     listens = {"nginx_listen_port": as_int(s["nginx_listen_port"])} if master else {}
@@ -238,6 +259,9 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
              else ["airflow_api_port", "airflow_scheduler_health_port"] if is_scheduler else [])
     names += ["airflow_worker_log_server_port"] if is_worker else []
     names += ["airflow_db_port"] if is_db else []
+    names += ["airflow_patroni_port", "airflow_etcd_client_port", "airflow_etcd_peer_port"] \
+        if is_db and replicated else []
+    names += ["airflow_db_proxy_port"] if db_proxy else []
     names += ["airflow_redis_port"] if is_broker else []
     if monitoring_enabled:
         names += ["airflow_prometheus_port", "airflow_alertmanager_port"] if h == c["monitoring"] else []
@@ -248,8 +272,15 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
 
     restricted = []
     if is_db:
-        sources = c["database_hosts"] + (c["worker_hosts"] if s["airflow_task_databases"] else [])
-        restricted.append({"sources": _unique(sources), "ports": [ports["airflow_db_port"]]})
+        # With replication, the other database hosts stream from the primary and ask each other's Patroni; the
+        # clients' HAProxy asks Patroni which host is the primary; etcd's members talk to each other only.
+        peers = c["postgres_hosts"] if replicated else []
+        restricted.append({"sources": _unique([*c["db_client_hosts"], *peers]), "ports": [ports["airflow_db_port"]]})
+        if replicated:
+            restricted.append({"sources": _unique([*c["db_client_hosts"], *peers]),
+                               "ports": [ports["airflow_patroni_port"]]})
+            restricted.append({"sources": list(peers),
+                               "ports": [ports["airflow_etcd_client_port"], ports["airflow_etcd_peer_port"]]})
     if is_worker:
         restricted.append({"sources": list(c["scheduler_hosts"]), "ports": [ports["airflow_worker_log_server_port"]]})
     if monitoring_enabled:
@@ -261,7 +292,8 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
     leaving = h in c["workers_leaving"]
     managing_roles = [role for role, runs in (
         ("common", True), ("firewall", True), ("airflow_retention", True),
-        ("postgresql", is_db), ("redis", is_broker),
+        ("etcd", is_db and replicated), ("postgresql", is_db),
+        ("haproxy", db_proxy), ("redis", is_broker),
         ("airflow_node", is_node), ("airflow_database", master), ("airflow_dags", is_node),
         ("airflow_components", is_node), ("flower", flower), ("nginx", master),
         ("metrics_exporters", monitoring_enabled), ("prometheus", is_monitoring),
@@ -274,6 +306,7 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
         "groups": [] if h in c["workers_down"] else (
             (["airflow_cluster"] if in_cluster else []) + (["airflow_nodes"] if is_node else [])
             + (["airflow_api"] if is_scheduler else []) + (["airflow_db"] if is_db else [])
+            + (["airflow_db_proxy"] if db_proxy else [])
             + (["airflow_broker"] if is_broker else []) + (["airflow_prometheus"] if is_monitoring else [])
             + (["airflow_leaving"] if leaving else [])),
         "components": components,

@@ -21,10 +21,12 @@ MONITORING = "airflow_monitoring"
 GROUPS = (MASTER, WORKERS, SCHEDULERS, POSTGRES, REDIS, MONITORING)
 # The groups the playbooks derive from them during a run (roles/cluster_groups; airflow_install_pending,
 # airflow_repackage_pending and airflow_repackage_workers from roles/airflow_node/tasks/check.yml; airflow_run_pending
-# from roles/run_state; airflow_access_kept from the firewall, postgresql and redis roles; airflow_prometheus (the
-# monitoring host) from the monitoring roles): reserved names, not typos,
+# from roles/run_state; airflow_db_primary (the replicated database's primary) from roles/postgresql;
+# airflow_access_kept from the firewall, postgresql and redis roles; airflow_prometheus (the monitoring host) from the
+# monitoring roles): reserved names, not typos,
 # when a playbook imports preflight.yml twice (e.g. add_worker.yml, or rotate_secrets.yml's second site.yml).
-DERIVED_GROUPS = ("airflow_cluster", "airflow_nodes", "airflow_api", "airflow_db", "airflow_broker", "airflow_leaving",
+DERIVED_GROUPS = ("airflow_cluster", "airflow_nodes", "airflow_api", "airflow_db", "airflow_db_proxy",
+                  "airflow_db_primary", "airflow_broker", "airflow_leaving",
                   "airflow_install_pending", "airflow_repackage_pending", "airflow_repackage_workers",
                   "airflow_run_pending", "airflow_access_kept", "airflow_prometheus")
 
