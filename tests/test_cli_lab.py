@@ -353,9 +353,14 @@ def test_the_deploy_installed_airflow_with_no_package_index(lab):
         "https://pypi.org/simple/", timeout=60,
     )
     assert proc.returncode != 0, "the lab proxy let a node reach pypi.org"
-    log = (LAB_DIR / "squid" / "access.log").read_text()
-    index_lines = [ln for ln in log.splitlines() if "pypi.org" in ln or "pythonhosted.org" in ln]
-    assert index_lines and all("TCP_DENIED/403" in ln for ln in index_lines), index_lines
+
+    def index_lines():
+        log = (LAB_DIR / "squid" / "access.log").read_text()
+        return [ln for ln in log.splitlines() if "pypi.org" in ln or "pythonhosted.org" in ln]
+
+    # Squid's log daemon writes the refusal a moment after curl has its answer.
+    lines = wait_for("squid to log the refused request", index_lines, 30, 0.5)
+    assert all("TCP_DENIED/403" in ln for ln in lines), (lines, proc.stderr)
 
 
 def test_status_shows_every_unit_active_and_every_worker_online(lab):

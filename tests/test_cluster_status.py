@@ -292,3 +292,61 @@ def test_a_workers_sandbox_openings_are_shown_as_its_unit_has_them():
     assert ("Sandbox of af-worker1's worker opened by airflow_worker_sandbox: PrivateDevices=no; "
             "DeviceAllow=/dev/nvidia0 rw") in lines
     assert not any(line.startswith("Sandbox") for line in status.status_report(HEALTHY)[0])
+
+
+# A replicated database on three hosts (the master, db2, db3): each prints its Patroni role, the primary its replicas.
+REPLICATED = changed(
+    (("cluster_hosts",), {"af-master": ["master", "database", "broker"], "db2": ["database"], "db3": ["database"],
+                          "af-worker1": ["worker"], "af-worker2": ["worker"]}),
+    (("hosts", "af-master"), status.host_status(RAW["af-master"] + [
+        "pgmember primary running", "pgreplica db2 streaming sync 0.0", "pgreplica db3 streaming async 0.4"])),
+    (("hosts", "db2"), status.host_status([f"now {NOW}", "pgmember replica streaming"])),
+    (("hosts", "db3"), status.host_status([f"now {NOW}", "pgmember replica streaming"])),
+)
+
+
+def test_a_replicated_databases_members_are_parsed_and_shown_with_their_roles_and_lag():
+    assert REPLICATED["hosts"]["af-master"]["db_member"] == {"role": "primary", "state": "running"}
+    assert REPLICATED["hosts"]["af-master"]["db_replicas"]["db3"] == {"state": "streaming", "sync": "async",
+                                                                      "lag": "0.4"}
+    assert "db_replicas" not in REPLICATED["hosts"]["db2"]
+    lines, healthy = status.status_report(REPLICATED)
+    assert healthy, lines
+    assert ("PostgreSQL members (Patroni): af-master primary (running), db2 replica (streaming, sync, lag 0.0 s), "
+            "db3 replica (streaming, async, lag 0.4 s)") in lines
+
+
+def test_a_lost_database_member_is_degraded_and_a_database_without_a_primary_is_down():
+    lost = copy.deepcopy(REPLICATED)
+    del lost["hosts"]["db3"]
+    lost["hosts"]["af-master"]["db_replicas"].pop("db3")
+    lines, healthy = status.status_report(lost)
+    assert "PostgreSQL members (Patroni): af-master primary (running), db2 replica (streaming, sync, lag 0.0 s), " \
+           "db3 UNREACHABLE" in lines
+    assert status.cluster_state(lost, healthy) == (
+        "degraded", "DEGRADED: unreachable: db3 (database); the rest works.")
+    # The primary's host lost: db2 took over, db3 follows it.
+    moved = changed((("hosts", "db2"), status.host_status([f"now {NOW}", "pgmember primary running",
+                                                           "pgreplica db3 streaming sync 0.0"])),
+                    base=REPLICATED)
+    moved["hosts"]["af-master"]["db_member"] = {"role": "replica", "state": "stopped"}
+    moved["hosts"]["af-master"].pop("db_replicas")
+    lines, healthy = status.status_report(moved)
+    assert ("PostgreSQL members (Patroni): af-master replica (stopped, NOT streaming from the primary), "
+            "db2 primary (running), db3 replica (streaming, sync, lag 0.0 s)") in lines
+    assert status.cluster_state(moved, healthy)[0] == "degraded"
+    # One member left and no replica: degraded, said.
+    alone = copy.deepcopy(lost)
+    del alone["hosts"]["db2"]
+    alone["hosts"]["af-master"]["db_replicas"] = {}
+    lines, healthy = status.status_report(alone)
+    assert next(line for line in lines if line.startswith("PostgreSQL members")).endswith(
+        "NO REPLICA: a loss of the primary loses the database")
+    assert status.cluster_state(alone, healthy)[0] == "degraded"
+    # No member says it is primary: the database does not work.
+    headless = copy.deepcopy(lost)
+    headless["hosts"]["af-master"]["db_member"] = {"role": "replica", "state": "running"}
+    lines, healthy = status.status_report(headless)
+    assert status.cluster_state(headless, healthy) == (
+        "down", "DOWN: the replicated database has no primary.")
+    assert any(line.endswith("NO PRIMARY") for line in lines)

@@ -1,9 +1,11 @@
 """A second, fresh lab after the main one (tests/test_cli_lab.py, tests/test_drills.py): Debian 13, DAGs and plugins
 on shared sshfs volumes, two schedulers and api-servers (worker1 in airflow_schedulers), Airflow 3.3.1 first.
 It is deployed by the previous release of this project (PREVIOUS_RELEASE, a git worktree; its lock differs from
-this tree's) and taken over by this tree with runs in flight (docs/upgrades.md). On it then: the HA drill, the
-upgrade drill to 3.3.2 with runs in flight, and the restore drill with the main lab's dump and credentials (the
-machines are new, the control node kept its files). Then a re-run changes nothing."""
+this tree's) and taken over by this tree with runs in flight (docs/upgrades.md). On it then: the database drill (a
+run of site.yml makes the master's database a replicated one on the master and the two spares, then its primary
+loses power), the HA drill, the upgrade drill to 3.3.2 with runs in flight, and the restore drill with the main lab's
+dump and credentials (the machines are new, the control node kept its files), both on the replicated database. Then
+a re-run changes nothing."""
 
 import json
 import os
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from airflow_cluster.lab import wait_for
 from tests.conftest import CLI, DRILL_TIMES, HANDOVER, LAB_INVENTORY, ROOT
 from tests.drills import (
     answered,
@@ -22,6 +25,7 @@ from tests.drills import (
     on,
     probe_dags,
     push_probe,
+    run_path,
     source_var,
     task,
     tries,
@@ -39,6 +43,10 @@ LOCK = f"files/locks/airflow-{OLD}-py3.13.txt"  # Debian 13's Python
 PLUGINS = Path(__file__).parent / "data" / "team" / "plugins"
 # worker2's machine hostname on this lab, unlike its inventory name.
 MACHINE_NAME = "node-b"
+# The database hosts once the database is replicated (the master's data kept), and the DAG of the database drill.
+DB_HOSTS = ("master", "spare1", "spare2")
+MAPPED_PROBE = ROOT / "tests" / "data" / "dags" / "mapped_probe.py"
+PATRONICTL = "runuser -u postgres -- patronictl -c /etc/patroni/config.yml"
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +56,7 @@ def fresh(tmp_path_factory):
     reuse = os.environ.get("AIRFLOW_CLUSTER_REUSE_LAB") == "1" and (LAB_INVENTORY / "hosts.yml").exists()
     if not reuse:
         subprocess.run([str(CLI), "lab", "down"], check=True)
-        subprocess.run([str(CLI), "lab", "up", "--workers", "2", "--distro", "trixie"], check=True)
+        subprocess.run([str(CLI), "lab", "up", "--workers", "2", "--spare", "2", "--distro", "trixie"], check=True)
         shutil.copytree(HANDOVER / "credentials", LAB_INVENTORY / "credentials")
         hosts = LAB_INVENTORY / "hosts.yml"
         data = yaml.safe_load(hosts.read_text())
@@ -59,7 +67,9 @@ def fresh(tmp_path_factory):
         # Machines are rarely named as the inventory names them: worker2's own hostname is another.
         on("worker2", f"echo {MACHINE_NAME} > /etc/hostname; hostname {MACHINE_NAME}; "
                       f"echo '127.0.1.1 {MACHINE_NAME}' >> /etc/hosts\n")
-    yield LAB_INVENTORY, probe_dags(tmp_path_factory.mktemp("fresh"))
+    dags = probe_dags(tmp_path_factory.mktemp("fresh"))
+    shutil.copy(MAPPED_PROBE, dags)
+    yield LAB_INVENTORY, dags
     if not reuse and os.environ.get("AIRFLOW_CLUSTER_KEEP_LAB") != "1":
         subprocess.run([str(CLI), "lab", "down"], check=True)
 
@@ -136,6 +146,90 @@ def test_a_fresh_debian_13_lab_deployed_by_the_previous_release_is_taken_over_in
         assert "team_plugin.py" in on(host, "ls /var/lib/airflow/plugins\n").split()
 
 
+def members(*down: str) -> dict[str, dict]:
+    """The replicated database's members as Patroni lists them (name -> Role, State, Lag in MB), asked on a database
+    host that is not down."""
+    host = next(h for h in DB_HOSTS if h not in down)
+    return {m["Member"]: m for m in json.loads(on(host, f"{PATRONICTL} list -f json\n"))}
+
+
+def leader(*down: str) -> str | None:
+    return next((n for n, m in members(*down).items() if m["Role"] == "Leader" and m["State"] == "running"
+                 and n not in down), None)
+
+
+def finished_rows(host: str) -> tuple[set, set]:
+    """The finished DAG runs and their task instances (with their states), read on the primary `host`."""
+    sql = ("SELECT dag_id, run_id, state FROM dag_run WHERE state IN ('success', 'failed');"
+           "SELECT t.dag_id, t.run_id, t.task_id, t.map_index, t.state FROM task_instance t JOIN dag_run r"
+           " ON r.dag_id = t.dag_id AND r.run_id = t.run_id WHERE r.state IN ('success', 'failed');")
+    out = on(host, f"cd / && runuser -u postgres -- psql -XAt -F'|' -d airflow -c {json.dumps(sql)}\n")
+    rows = [tuple(line.split("|")) for line in out.splitlines() if line]
+    return {r for r in rows if len(r) == 3}, {r for r in rows if len(r) == 5}
+
+
+def test_database_drill_replicated_by_one_run_and_a_lost_primary_loses_nothing(fresh):
+    """Issue 33, drill 1. site.yml turns the master's database into a replicated one on the master, spare1 and spare2,
+    keeping its data, with a run in flight. Then, with a run of 100 mapped tasks in flight, the primary (moved to a
+    spare first: the master also runs a scheduler, which drill 4's whole-host loss covers) loses power: a replica is
+    primary within 30 s, the run ends in success without anyone, every run and task instance finished before the cut
+    is there with its state, and the old primary rejoins as a replica by itself."""
+    lab, dags = fresh
+    hosts = lab / "hosts.yml"
+    data = yaml.safe_load(hosts.read_text())
+    spares = data["all"]["children"].pop("lab_spare")["hosts"]
+    data["all"]["children"]["airflow_postgres"] = {"hosts": {"master": {}, **spares}}
+    hosts.write_text(yaml.safe_dump(data, sort_keys=False))
+    api = api_up(lab)
+    runs_before, tis_before = finished_rows("master")
+    in_flight = trigger(api, 1, 60)
+    api.wait("a run to start", lambda: answered(lambda: task(api, in_flight[0])["state"] == "running"), timeout=180)
+    started = time.monotonic()
+    proc = cli("deploy", "-i", str(lab), "-e", source_var(dags))
+    took = time.monotonic() - started
+    print(f"the database replicated by site.yml: rc={proc.returncode} in {took:.0f}s")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    DRILL_TIMES.append(("a single database made replicated by site.yml, a run in flight", took))
+    assert set(wait_finished(api_up(lab), in_flight).values()) == {"success"}
+    listed = members()
+    assert listed["master"]["Role"] == "Leader", listed
+    assert sorted(m["Role"] for m in listed.values()) == ["Leader", "Replica", "Sync Standby"], listed
+    runs, tis = finished_rows("master")
+    assert runs_before <= runs and tis_before <= tis
+    print(f"kept by the migration: {len(runs_before)} runs, {len(tis_before)} task instances")
+
+    # The primary on a spare, then a run of 100 mapped tasks, and that spare's power cut while they run.
+    sync = next(n for n, m in listed.items() if m["Role"] == "Sync Standby")
+    on("master", f"{PATRONICTL} switchover airflow --leader master --candidate {sync} --force\n")
+    wait_for(f"{sync} to lead", lambda: leader() == sync, 60)
+    api = push_probe(lab, dags)
+    api.wait("mapped_probe to be parsed",
+             lambda: answered(lambda: api.call("/dags?dag_id_pattern=mapped_probe")["total_entries"]), timeout=120)
+    run = api.call("/dags/mapped_probe/dagRuns", {"logical_date": None, "conf": {"count": 100}})["dag_run_id"]
+    # The run's successful task instances: `items` and 10 mapped `work` ones.
+    done = f"{run_path(run, 'mapped_probe')}/taskInstances?state=success&limit=1"
+    api.wait("10 mapped tasks to succeed", lambda: answered(lambda: api.call(done)["total_entries"] >= 11),
+             timeout=300)
+    runs_before, tis_before = finished_rows(sync)
+    cut = time.monotonic()
+    subprocess.run([str(CLI), "lab", "stop", "--force", sync], check=True)
+    new = wait_for("a new primary", lambda: leader(sync), 60, 0.5)
+    failover = time.monotonic() - cut
+    print(f"primary {sync} powered off: {new} primary after {failover:.1f}s")
+    DRILL_TIMES.append((f"database primary powered off: {new} primary (the run goes on)", failover))
+    assert failover <= 30
+    api = api_up(lab)
+    assert wait_finished(api, [run], timeout=900, dag_id="mapped_probe") == {run: "success"}, tries(api, [run])
+    runs, tis = finished_rows(new)
+    assert runs_before <= runs and tis_before <= tis
+    print(f"before the cut: {len(runs_before)} runs, {len(tis_before)} task instances finished; after the run:"
+          f" {len(runs)} runs, {len(tis)} task instances")
+    # Powered on again, it rejoins as a replica by itself; then verify (which reads every host) passes.
+    subprocess.run([str(CLI), "lab", "start", sync], check=True)
+    wait_for(f"{sync} to stream from {new} again", lambda: members()[sync]["State"] == "streaming", 180, 1)
+    verify_after("database primary powered off, and back as a replica (from the cut)", cut, lab)
+
+
 def test_ha_drill_dags_run_with_the_masters_scheduler_and_api_server_stopped(fresh):
     lab, dags = fresh
     api = push_probe(lab, dags)
@@ -164,8 +258,9 @@ def test_upgrade_drill_runs_in_flight_finish_on_the_new_version(fresh):
     assert api.call("/version")["version"] == NEW
     assert set(wait_finished(api, runs).values()) == {"success"}, tries(api, runs)
     assert list((lab / "backups").glob("airflow-*.dump")), "upgrade.yml fetches the dump it makes first"
-    dumps = on("master", "ls /var/backups/airflow-db\n").split()
-    assert dumps
+    # The primary made the dump (the database drill moved it to a spare).
+    dumps = {h: on(h, "ls /var/backups/airflow-db\n").split() for h in DB_HOSTS}
+    assert dumps[leader()], dumps
     verify_after(f"upgrade {OLD} -> {NEW} (from the start of upgrade.yml)", started, lab)
 
 

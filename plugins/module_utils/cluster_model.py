@@ -284,7 +284,9 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
     if is_worker:
         restricted.append({"sources": list(c["scheduler_hosts"]), "ports": [ports["airflow_worker_log_server_port"]]})
     if monitoring_enabled:
-        restricted.append({"sources": [c["monitoring"]], "ports": [e["port"] for e in exporters]})
+        # Prometheus also reads a replicated database's Patroni (its REST API's /metrics).
+        restricted.append({"sources": [c["monitoring"]], "ports": [e["port"] for e in exporters]
+                           + ([ports["airflow_patroni_port"]] if is_db and replicated else [])})
         if is_monitoring:
             restricted.append({"sources": [c["master"]],
                                "ports": [ports["airflow_prometheus_port"], ports["airflow_alertmanager_port"]]})

@@ -69,10 +69,13 @@ def host_status(stdout_lines: list[str]) -> dict:
     queues = {f[1]: _count(f[2]) for f in fields if f[0] == "queue"}
     tis = {f[1]: _count(f[2]) for f in fields if f[0] == "tis"}
     sandbox = [line.split(None, 1)[1].strip() for line in stdout_lines if line.startswith("sandbox ")]
+    m = next((f for f in fields if f[0] == "pgmember"), None)
+    member = {"role": m[1] or "?", "state": m[2] or "?"} if m else {}
+    replicas = {f[1]: {"state": f[2], "sync": f[3], "lag": f[4]} for f in fields if f[0] == "pgreplica"}
     # the endpoint each reachability check used (the node's own configuration), when the node printed one
     endpoints = {f[0]: f[2] for f in reversed(fields) if f[0] in ("postgres", "redis") and f[2] not in ("", "-")}
     for key, value in (("timers", timers), ("queues", queues), ("task_instances", tis), ("endpoints", endpoints),
-                       ("sandbox", sandbox)):
+                       ("sandbox", sandbox), ("db_member", member), ("db_replicas", replicas)):
         if value:
             entry[key] = value
     return entry
@@ -152,6 +155,46 @@ def _task_instances(hosts: dict) -> tuple[list[str], bool]:
     return lines, healthy
 
 
+PRIMARY_ROLES = ("primary", "master")  # Patroni before 3.0 said master
+
+
+def _db_primaries(hosts: dict) -> list[str]:
+    return sorted(h for h, v in hosts.items() if (v.get("db_member") or {}).get("role") in PRIMARY_ROLES)
+
+
+def _database_members(data: dict) -> tuple[list[str], bool]:
+    """A replicated database's members (the hosts with the role database, when there are several): each one's role
+    as its Patroni says, and each replica's state and replay lag as the primary sees them."""
+    members = sorted(h for h, roles in (data.get("cluster_hosts") or {}).items() if "database" in roles)
+    if len(members) < 2:
+        return [], True
+    hosts = data.get("hosts") or {}
+    primaries = _db_primaries(hosts)
+    streaming = hosts[primaries[0]].get("db_replicas") or {} if len(primaries) == 1 else {}
+    parts, healthy = [], len(primaries) == 1
+    for h in members:
+        member = (hosts.get(h) or {}).get("db_member")
+        if h not in hosts:
+            parts.append(f"{h} UNREACHABLE")
+        elif not member or member["role"] == "?":
+            parts.append(f"{h} Patroni did not answer")
+        elif member["role"] in PRIMARY_ROLES:
+            parts.append(f"{h} primary ({member['state']})")
+        elif h in streaming:
+            r = streaming[h]
+            parts.append(f"{h} replica ({r['state']}, {r['sync']}, lag {r['lag']} s)")
+        else:
+            parts.append(f"{h} {member['role']} ({member['state']}, NOT streaming from the primary)")
+        healthy &= h in streaming or (bool(member) and member["role"] in PRIMARY_ROLES)
+    if not primaries:
+        parts.append("NO PRIMARY")
+    elif len(primaries) > 1:
+        parts.append(f"SEVERAL PRIMARIES ({', '.join(primaries)})")
+    elif not streaming:
+        parts.append("NO REPLICA: a loss of the primary loses the database")
+    return ["PostgreSQL members (Patroni): " + ", ".join(parts)], healthy
+
+
 def _workers(data: dict) -> tuple[str, bool]:
     if data.get("flower_error"):
         return f"Celery workers: Flower did not answer ({data['flower_error']})", False
@@ -209,8 +252,13 @@ def cluster_state(data: dict, healthy: bool) -> tuple[str, str]:
     if healthy:
         return "healthy", "Cluster healthy."
     _, missing = _unreachable(data)
-    essential = [f"{h} ({', '.join(r for r in roles if r in ESSENTIAL_ROLES)}) unreachable"
-                 for h, roles in sorted(missing.items()) if set(roles) & set(ESSENTIAL_ROLES)]
+    # A replicated database works on while a member is primary: a lost member alone is not essential.
+    replicated = sum("database" in r for r in (data.get("cluster_hosts") or {}).values()) > 1
+    essential_roles = tuple(r for r in ESSENTIAL_ROLES if not (replicated and r == "database"))
+    essential = [f"{h} ({', '.join(r for r in roles if r in essential_roles)}) unreachable"
+                 for h, roles in sorted(missing.items()) if set(roles) & set(essential_roles)]
+    if replicated and not _db_primaries(data.get("hosts") or {}):
+        essential.append("the replicated database has no primary")
     health = data.get("health") or {}
     expected = data.get("workers_expected") or []
     online = [w for w in expected if (data.get("flower") or {}).get(f"celery@{w}")]
@@ -264,6 +312,9 @@ def status_report(data: dict) -> tuple[list[str], bool]:
             sorted({v["endpoints"][svc] for v in hosts.values() if svc in v.get("endpoints", {})}))
         lines.append(f"{name} {endpoint}: {where}")
 
+    more, ok = _database_members(data)
+    lines += more
+    healthy &= ok
     for part in (_queues, _task_instances, _timer_table):
         more, ok = part(hosts)
         lines += more

@@ -63,7 +63,8 @@ COUNTS = ("airflow_worker_concurrency", "airflow_api_workers", "airflow_worker_m
           "airflow_worker_api_retries")
 # The alerts' thresholds.
 ALERT_THRESHOLDS = {"airflow_alert_disk_percent": (1, 99, "a whole number of percent from 1 to 99"),
-                    "airflow_alert_backup_max_age_hours": (1, 10**6, "a whole number of hours of at least 1")}
+                    "airflow_alert_backup_max_age_hours": (1, 10**6, "a whole number of hours of at least 1"),
+                    "airflow_alert_db_lag_mb": (1, 10**6, "a whole number of MiB of at least 1")}
 # The ranges of whole numbers (type int in the specs, which say no range): (lowest, highest, what the message asks
 # for).
 RANGES = {**dict.fromkeys(PORTS, (1, 65535, "a port number from 1 to 65535")),
