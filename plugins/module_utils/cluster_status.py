@@ -158,6 +158,11 @@ def _task_instances(hosts: dict) -> tuple[list[str], bool]:
 PRIMARY_ROLES = ("primary", "master")  # Patroni before 3.0 said master
 
 
+def _db_members(data: dict) -> list[str]:
+    """The hosts with the role database, which are a replicated database's members when there are several."""
+    return sorted(h for h, roles in (data.get("cluster_hosts") or {}).items() if "database" in roles)
+
+
 def _db_primaries(hosts: dict) -> list[str]:
     return sorted(h for h, v in hosts.items() if (v.get("db_member") or {}).get("role") in PRIMARY_ROLES)
 
@@ -165,7 +170,7 @@ def _db_primaries(hosts: dict) -> list[str]:
 def _database_members(data: dict) -> tuple[list[str], bool]:
     """A replicated database's members (the hosts with the role database, when there are several): each one's role
     as its Patroni says, and each replica's state and replay lag as the primary sees them."""
-    members = sorted(h for h, roles in (data.get("cluster_hosts") or {}).items() if "database" in roles)
+    members = _db_members(data)
     if len(members) < 2:
         return [], True
     hosts = data.get("hosts") or {}
@@ -253,7 +258,7 @@ def cluster_state(data: dict, healthy: bool) -> tuple[str, str]:
         return "healthy", "Cluster healthy."
     _, missing = _unreachable(data)
     # A replicated database works on while a member is primary: a lost member alone is not essential.
-    replicated = sum("database" in r for r in (data.get("cluster_hosts") or {}).values()) > 1
+    replicated = len(_db_members(data)) > 1
     essential_roles = tuple(r for r in ESSENTIAL_ROLES if not (replicated and r == "database"))
     essential = [f"{h} ({', '.join(r for r in roles if r in essential_roles)}) unreachable"
                  for h, roles in sorted(missing.items()) if set(roles) & set(essential_roles)]
