@@ -18,7 +18,7 @@ PORTS = {"airflow_api_port": 8080, "airflow_api_lb_port": 8079, "airflow_flower_
          "airflow_redis_port": 6379, "airflow_prometheus_port": 9090, "airflow_alertmanager_port": 9093,
          "airflow_node_exporter_port": 9100, "airflow_metrics_port": 9103, "airflow_postgres_exporter_port": 9187,
          "airflow_redis_exporter_port": 9121, "airflow_db_proxy_port": 6432, "airflow_patroni_port": 8008,
-         "airflow_etcd_client_port": 2379, "airflow_etcd_peer_port": 2380}
+         "airflow_etcd_client_port": 2379, "airflow_etcd_peer_port": 2380, "airflow_sentinel_port": 26379}
 MONITORED = {**PORTS, "airflow_monitoring_enabled": True}
 HA = {"airflow_master": ["m1"], "airflow_schedulers": ["s2", "s3"], "airflow_workers": ["w1", "w2", "w3"],
       "airflow_postgres": ["db"], "airflow_redis": ["rd"], "airflow_monitoring": ["mon"]}
@@ -155,6 +155,7 @@ HOSTVARS_ALLOWED = {
     "roles/control_node/tasks/rotate.yml": "which secrets the inventory sets itself",
     "roles/cluster_verify/tasks/cluster.yml": "each node's DAG fingerprint and packages",
     "roles/cluster_status/tasks/cluster.yml": "each host's status record",
+    "roles/redis/vars/main.yml": "the master each broker host's Sentinel last agreed on (read in this run)",
     "playbooks/site.yml": "whether the master published new plugins in this run (the components restart)",
 }
 
@@ -261,6 +262,29 @@ def test_one_database_host_is_not_replicated():
     assert model.build({**REPLICATED, "airflow_postgres": []}, MONITORED)["postgres_hosts"] == ["c1"]
 
 
+def test_a_replicated_broker_runs_a_redis_and_a_sentinel_on_each_broker_host():
+    m = model.build({**REPLICATED, "airflow_redis": ["c1", "c2", "c3"]}, MONITORED)
+    assert (m["redis"], m["redis_hosts"], m["broker_replicated"]) == ("c1", ["c1", "c2", "c3"], True)
+    for host in ("c1", "c2", "c3"):
+        h = m["hosts"][host]
+        assert "broker" in h["roles"] and "airflow_broker" in h["groups"]
+        assert h["packages"]["12"]["redis"] == h["packages"]["13"]["redis"] == ["redis-server", "redis-sentinel"]
+        assert [u for u in h["units"] if u.startswith("redis")] == ["redis-server", "redis-sentinel"]
+        assert h["listens"]["airflow_sentinel_port"] == 26379 and h["listens"]["airflow_redis_port"] == 6379
+        # Redis and its Sentinel from every cluster host (the clients ask the Sentinels, then use the master).
+        assert h["cluster_ports"][-2:] == [6379, 26379]
+        assert "redis" in h["managing_roles"]
+        assert {e["unit"] for e in h["exporters"]} >= {"prometheus-redis-exporter"}
+        assert "airflow-celery-queues.timer" in h["units"]
+    assert "redis" not in m["hosts"]["w1"]["managing_roles"]
+    # One broker host: Redis alone, as before.
+    one = model.build(REPLICATED, MONITORED)
+    assert (one["redis_hosts"], one["broker_replicated"]) == (["c1"], False)
+    assert one["hosts"]["c1"]["packages"]["13"]["redis"] == ["redis-server"]
+    assert "redis-sentinel" not in one["hosts"]["c1"]["units"]
+    assert "airflow_sentinel_port" not in one["hosts"]["c1"]["listens"]
+
+
 # ---------------------------------------------------------------- site.yml applies each role where the model says
 
 GATE = "'{role}' in airflow_host_managing_roles"
@@ -270,6 +294,7 @@ RUN_GROUPS = {"airflow_install_pending": "airflow_nodes", "airflow_repackage_wor
               "airflow_access_kept": "airflow_cluster"}
 LAYOUTS = {"sample": (sample_groups(), MONITORED), "ha": (HA, MONITORED), "unmonitored": (sample_groups(), PORTS),
            "replicated": (REPLICATED, {**MONITORED, "airflow_task_databases": [{"name": "teamdb"}]}),
+           "replicated broker": ({**REPLICATED, "airflow_redis": ["c1", "c2", "c3"]}, MONITORED),
            "flower off": (sample_groups(), {**MONITORED, "flower_enabled": False})}
 
 

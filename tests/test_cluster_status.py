@@ -350,3 +350,47 @@ def test_a_lost_database_member_is_degraded_and_a_database_without_a_primary_is_
     assert status.cluster_state(headless, healthy) == (
         "down", "DOWN: the replicated database has no primary.")
     assert any(line.endswith("NO PRIMARY") for line in lines)
+
+
+# A replicated broker on three hosts (the master, rd2, rd3): each prints its Redis role and a replica its link.
+BROKER = changed(
+    (("cluster_hosts",), {"af-master": ["master", "database", "broker"], "rd2": ["broker"], "rd3": ["broker"],
+                          "af-worker1": ["worker"], "af-worker2": ["worker"]}),
+    (("hosts", "af-master"), status.host_status(RAW["af-master"] + ["redismember master -"])),
+    (("hosts", "rd2"), status.host_status([f"now {NOW}", "redismember slave up"])),
+    (("hosts", "rd3"), status.host_status([f"now {NOW}", "redismember slave up"])),
+)
+
+
+def test_a_replicated_brokers_members_are_shown_and_a_lost_one_is_degraded_and_no_master_is_down():
+    assert BROKER["hosts"]["rd2"]["broker_member"] == {"role": "slave", "link": "up"}
+    lines, healthy = status.status_report(BROKER)
+    assert healthy, lines
+    assert "Redis members (Sentinel): af-master master, rd2 replica (link up), rd3 replica (link up)" in lines
+    # A single broker shows no members' line.
+    assert not any(line.startswith("Redis members") for line in status.status_report(HEALTHY)[0])
+    # A replica lost: degraded, named.
+    lost = copy.deepcopy(BROKER)
+    del lost["hosts"]["rd3"]
+    lines, healthy = status.status_report(lost)
+    assert "Redis members (Sentinel): af-master master, rd2 replica (link up), rd3 UNREACHABLE" in lines
+    assert status.cluster_state(lost, healthy) == ("degraded", "DEGRADED: unreachable: rd3 (broker); the rest works.")
+    # The master's host lost and rd2 elected: degraded; a replica not linked yet is not healthy.
+    moved = copy.deepcopy(BROKER)
+    del moved["hosts"]["af-master"]
+    moved["cluster_hosts"]["af-master"] = ["broker"]
+    moved["hosts"]["rd2"]["broker_member"] = {"role": "master", "link": "-"}
+    moved["hosts"]["rd3"]["broker_member"] = {"role": "slave", "link": "down"}
+    lines, healthy = status.status_report(moved)
+    assert "Redis members (Sentinel): af-master UNREACHABLE, rd2 master, rd3 replica (link down)" in lines
+    assert status.cluster_state(moved, healthy)[0] == "degraded"
+    # An old master back as a master beside the new one, then no master at all.
+    two = copy.deepcopy(BROKER)
+    two["hosts"]["rd2"]["broker_member"] = {"role": "master", "link": "-"}
+    lines, healthy = status.status_report(two)
+    assert not healthy and any("SEVERAL MASTERS (af-master, rd2)" in line for line in lines)
+    headless = copy.deepcopy(lost)
+    headless["hosts"]["af-master"]["broker_member"] = {"role": "slave", "link": "down"}
+    lines, healthy = status.status_report(headless)
+    assert status.cluster_state(headless, healthy) == ("down", "DOWN: the replicated broker has no master.")
+    assert any(line.endswith("NO MASTER") for line in lines)

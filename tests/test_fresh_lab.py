@@ -170,15 +170,17 @@ def finished_rows(host: str) -> tuple[set, set]:
 
 def test_database_drill_replicated_by_one_run_and_a_lost_primary_loses_nothing(fresh):
     """Issue 33, drill 1. site.yml turns the master's database into a replicated one on the master, spare1 and spare2,
-    keeping its data, with a run in flight. Then, with a run of 100 mapped tasks in flight, the primary (moved to a
-    spare first: the master also runs a scheduler, which drill 4's whole-host loss covers) loses power: a replica is
-    primary within 30 s, the run ends in success without anyone, every run and task instance finished before the cut
-    is there with its state, and the old primary rejoins as a replica by itself."""
+    keeping its data, with a run in flight (and its broker too: drill 2). Then, with a run of 100 mapped tasks in
+    flight, the primary (moved to a spare first: the master also runs a scheduler, which drill 4's whole-host loss
+    covers) loses power: a replica is primary within 30 s, the run ends in success without anyone, every run and task
+    instance finished before the cut is there with its state, and the old primary rejoins as a replica by itself."""
     lab, dags = fresh
     hosts = lab / "hosts.yml"
     data = yaml.safe_load(hosts.read_text())
     spares = data["all"]["children"].pop("lab_spare")["hosts"]
     data["all"]["children"]["airflow_postgres"] = {"hosts": {"master": {}, **spares}}
+    # The same run makes the broker a replicated one on the same hosts (drill 2, below).
+    data["all"]["children"]["airflow_redis"] = {"hosts": {"master": {}, **spares}}
     hosts.write_text(yaml.safe_dump(data, sort_keys=False))
     api = api_up(lab)
     runs_before, tis_before = finished_rows("master")
@@ -187,9 +189,9 @@ def test_database_drill_replicated_by_one_run_and_a_lost_primary_loses_nothing(f
     started = time.monotonic()
     proc = cli("deploy", "-i", str(lab), "-e", source_var(dags))
     took = time.monotonic() - started
-    print(f"the database replicated by site.yml: rc={proc.returncode} in {took:.0f}s")
+    print(f"the database and the broker replicated by site.yml: rc={proc.returncode} in {took:.0f}s")
     assert proc.returncode == 0, proc.stdout[-3000:]
-    DRILL_TIMES.append(("a single database made replicated by site.yml, a run in flight", took))
+    DRILL_TIMES.append(("a single database and broker made replicated by site.yml, a run in flight", took))
     assert set(wait_finished(api_up(lab), in_flight).values()) == {"success"}
     listed = members()
     assert listed["master"]["Role"] == "Leader", listed
@@ -228,6 +230,75 @@ def test_database_drill_replicated_by_one_run_and_a_lost_primary_loses_nothing(f
     subprocess.run([str(CLI), "lab", "start", sync], check=True)
     wait_for(f"{sync} to stream from {new} again", lambda: members()[sync]["State"] == "streaming", 180, 1)
     verify_after("database primary powered off, and back as a replica (from the cut)", cut, lab)
+
+
+# Sentinel's own user on a broker host, its password read there from the root-only settings file roles/redis writes.
+SENTINEL_CLI = ("REDISCLI_AUTH=$(awk '$2 == \"sentinel-pass\" {print $3}' /etc/redis/sentinel.airflow.conf)"
+                " redis-cli --no-auth-warning --user airflow-sentinel -p 26379")
+
+
+def broker_master(*down: str) -> str | None:
+    """The broker host the Sentinels (asked on a broker host that is not down) name as the master."""
+    host = next(h for h in DB_HOSTS if h not in down)
+    address = on(host, f"{SENTINEL_CLI} SENTINEL get-master-addr-by-name airflow | head -1\n").strip()
+    hosts = yaml.safe_load((LAB_INVENTORY / "hosts.yml").read_text())["all"]["children"]["airflow_redis"]["hosts"]
+    addresses = {h: (hosts[h] or {}).get("ansible_host") for h in hosts}
+    addresses["master"] = addresses.get("master") or "10.231.0.10"  # the lab's master, listed under airflow_master
+    return next((h for h, a in addresses.items() if a == address), None)
+
+
+def broker_roles(*down: str) -> dict[str, str]:
+    """Each broker host's role and link as its Redis says (`slave up`, `master -`)."""
+    script = ("REDISCLI_AUTH=$(cat /etc/redis/airflow-monitor.password) redis-cli --no-auth-warning"
+              " --user airflow-monitor INFO replication | tr -d '\\r'"
+              " | awk -F: '$1 == \"role\" {r = $2} $1 == \"master_link_status\" {l = $2} END {print r, l}'\n")
+    return {h: on(h, script).strip() for h in DB_HOSTS if h not in down}
+
+
+def test_broker_drill_a_lost_master_is_replaced_and_the_run_goes_on(fresh):
+    """Issue 33, drill 2. The broker made replicated by drill 1's run (one master, two replicas linked). Its master is
+    moved to a spare that is not the database's primary (the master host's loss is drill 4's), then, with a run of
+    100 mapped tasks in flight, that spare loses power: the Sentinels name a new master within 15 s, the run ends in
+    success without anyone, and the old master, powered on, follows the new one by itself."""
+    lab, _ = fresh
+    roles = broker_roles()
+    assert sorted(roles.values()) == ["master", "slave up", "slave up"], roles
+    # Sentinel picks the replica it promotes (and refuses while it knows no replica fit): ask for failovers until a
+    # spare that is not the database's primary is the master.
+    candidates = [h for h in DB_HOSTS if h not in ("master", leader())]
+
+    def on_a_candidate():
+        current = broker_master()
+        if current in candidates:
+            return current
+        on("master", f"{SENTINEL_CLI} SENTINEL FAILOVER airflow\n")
+        return None
+
+    target = wait_for(f"the broker's master to move to one of {candidates}", on_a_candidate, 120, 3)
+    api = api_up(lab)
+    run = api.call("/dags/mapped_probe/dagRuns", {"logical_date": None, "conf": {"count": 100}})["dag_run_id"]
+    done = f"{run_path(run, 'mapped_probe')}/taskInstances?state=success&limit=1"
+    api.wait("10 mapped tasks to succeed", lambda: answered(lambda: api.call(done)["total_entries"] >= 11),
+             timeout=300)
+    runs_before, tis_before = finished_rows(leader())
+    cut = time.monotonic()
+    subprocess.run([str(CLI), "lab", "stop", "--force", target], check=True)
+    new = wait_for("a new broker master", lambda: next(
+        (m for m in [broker_master(target)] if m not in (None, target)), None), 60, 0.5)
+    failover = time.monotonic() - cut
+    print(f"broker master {target} powered off: {new} master after {failover:.1f}s")
+    DRILL_TIMES.append((f"broker master powered off: {new} master (the run goes on)", failover))
+    assert failover <= 15
+    api = api_up(lab)
+    assert wait_finished(api, [run], timeout=900, dag_id="mapped_probe") == {run: "success"}, tries(api, [run])
+    runs, tis = finished_rows(leader())
+    assert runs_before <= runs and tis_before <= tis
+    print(f"before the cut: {len(runs_before)} runs, {len(tis_before)} task instances finished; after the run:"
+          f" {len(runs)} runs, {len(tis)} task instances")
+    # Powered on again, it starts as a master of its own and the Sentinels make it a replica of the new one.
+    subprocess.run([str(CLI), "lab", "start", target], check=True)
+    wait_for(f"{target} to follow {new}", lambda: broker_roles().get(target) == "slave up", 120, 1)
+    verify_after("broker master powered off, and back as a replica (from the cut)", cut, lab)
 
 
 def test_ha_drill_dags_run_with_the_masters_scheduler_and_api_server_stopped(fresh):

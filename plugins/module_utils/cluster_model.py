@@ -47,7 +47,7 @@ PORTS = ("airflow_api_port", "airflow_api_lb_port", "airflow_flower_port", "airf
          "airflow_worker_log_server_port", "airflow_db_port", "airflow_redis_port", "airflow_prometheus_port",
          "airflow_alertmanager_port", "airflow_node_exporter_port", "airflow_metrics_port",
          "airflow_postgres_exporter_port", "airflow_redis_exporter_port", "airflow_db_proxy_port",
-         "airflow_patroni_port", "airflow_etcd_client_port", "airflow_etcd_peer_port")
+         "airflow_patroni_port", "airflow_etcd_client_port", "airflow_etcd_peer_port", "airflow_sentinel_port")
 
 # Airflow's components on the master, on an airflow_schedulers host, and the ones that run DAG authors' code.
 MASTER_COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -103,6 +103,7 @@ def build(groups: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, A
     nodes = _unique([*schedulers, *workers])
     monitoring_enabled = bool(s["airflow_monitoring_enabled"])
     postgres = list(groups.get(rules.POSTGRES) or []) or [master]
+    redis = list(groups.get(rules.REDIS) or []) or [master]
     c: dict[str, Any] = {
         "master": master,
         # The database hosts; the first one is the primary of a single-host database, and the one whose data a
@@ -111,7 +112,12 @@ def build(groups: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, A
         "postgres_hosts": postgres,
         # Several database hosts: PostgreSQL under Patroni with an etcd member on each, clients through HAProxy.
         "db_replicated": len(postgres) > 1,
-        "redis": _first(groups, rules.REDIS, master),
+        # The broker hosts; the first one is the master of a single Redis, and the one a replicated broker starts
+        # from (the others become its replicas).
+        "redis": redis[0],
+        "redis_hosts": redis,
+        # Several broker hosts: a Redis replica and a Sentinel on each; clients find the master through Sentinel.
+        "broker_replicated": len(redis) > 1,
         "monitoring": _first(groups, rules.MONITORING, master),
         "monitoring_enabled": monitoring_enabled,
         # Flower runs on the master unless turned off; "" when it runs nowhere.
@@ -131,7 +137,7 @@ def build(groups: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, A
     # their own databases.
     c["db_client_hosts"] = _unique([*schedulers, *(workers if s["airflow_task_databases"] else [])])
     monitoring = [c["monitoring"]] if monitoring_enabled else []
-    c["cluster_hosts"] = _unique([*nodes, *postgres, c["redis"], *monitoring])
+    c["cluster_hosts"] = _unique([*nodes, *postgres, *redis, *monitoring])
     extra_queues = list(s["airflow_worker_extra_queues"] or [])
     default_queue = ((s["airflow_config_overrides"] or {}).get("operators") or {}).get("default_queue", "default")
     c["celery_queues"] = _unique([default_queue, "default", *extra_queues, *workers])
@@ -201,8 +207,8 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
     """
     master, monitoring_enabled = h == c["master"], c["monitoring_enabled"]
     is_scheduler, is_worker = h in c["scheduler_hosts"], h in c["worker_hosts"]
-    is_node, is_db, is_broker = h in c["node_hosts"], h in c["postgres_hosts"], h == c["redis"]
-    replicated = c["db_replicated"]
+    is_node, is_db, is_broker = h in c["node_hosts"], h in c["postgres_hosts"], h in c["redis_hosts"]
+    replicated, sentinel = c["db_replicated"], c["broker_replicated"] and h in c["redis_hosts"]
     # HAProxy sends this host's database clients to the current primary.
     db_proxy = replicated and h in c["db_client_hosts"]
     is_monitoring = monitoring_enabled and h == c["monitoring"]
@@ -231,7 +237,7 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
             ("postgresql", ["postgresql", "python3-psycopg2"] + (["patroni", "python3-etcd"] if replicated else [])
              if is_db else []),
             ("haproxy", ["haproxy"] if db_proxy else []),
-            ("redis", ["redis-server"] if is_broker else []),
+            ("redis", (["redis-server"] + (["redis-sentinel"] if sentinel else [])) if is_broker else []),
             ("nginx", ["nginx"] if master else []),
             ("airflow_dags", ["inotify-tools"] if master and rsync else []),
             # Also with airflow_firewall off: the role then removes its table with nft.
@@ -251,7 +257,8 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
     units = ([f"airflow-{n}" for n in components]
              + ((["airflow-flower"] if flower else []) + ["nginx"] + dag_units if master else [])
              + (["etcd", "patroni"] if is_db and replicated else []) + (["haproxy"] if db_proxy else [])
-             + (["redis-server"] if is_broker else []) + monitoring_units + timers)
+             + (["redis-server"] if is_broker else []) + (["redis-sentinel"] if sentinel else [])
+             + monitoring_units + timers)
 
     listens = {"nginx_listen_port": as_int(s["nginx_listen_port"])} if master else {}
     names = (["airflow_api_port", "airflow_flower_port", "airflow_scheduler_health_port"]
@@ -263,6 +270,7 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
         if is_db and replicated else []
     names += ["airflow_db_proxy_port"] if db_proxy else []
     names += ["airflow_redis_port"] if is_broker else []
+    names += ["airflow_sentinel_port"] if sentinel else []
     if monitoring_enabled:
         names += ["airflow_prometheus_port", "airflow_alertmanager_port"] if h == c["monitoring"] else []
         names += ["airflow_node_exporter_port"] + (["airflow_metrics_port"] if is_node else [])
@@ -325,7 +333,8 @@ def _host(h: str, c: dict[str, Any], s: Mapping[str, Any], ports: dict[str, int]
         "public_ports": [as_int(s["nginx_listen_port"]), as_int(s["nginx_https_port"])] if master else [],
         "cluster_ports": (([ports["airflow_api_port"]] if is_scheduler else [])
                           + ([ports["airflow_api_lb_port"]] if c["ha"] and master else [])
-                          + ([ports["airflow_redis_port"]] if is_broker else [])),
+                          + ([ports["airflow_redis_port"]] if is_broker else [])
+                          + ([ports["airflow_sentinel_port"]] if sentinel else [])),
         "restricted": restricted,
     }
 

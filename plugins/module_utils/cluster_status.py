@@ -72,10 +72,13 @@ def host_status(stdout_lines: list[str]) -> dict:
     m = next((f for f in fields if f[0] == "pgmember"), None)
     member = {"role": m[1] or "?", "state": m[2] or "?"} if m else {}
     replicas = {f[1]: {"state": f[2], "sync": f[3], "lag": f[4]} for f in fields if f[0] == "pgreplica"}
+    r = next((f for f in fields if f[0] == "redismember"), None)
+    broker_member = {"role": r[1] or "?", "link": r[2] or "-"} if r else {}
     # the endpoint each reachability check used (the node's own configuration), when the node printed one
     endpoints = {f[0]: f[2] for f in reversed(fields) if f[0] in ("postgres", "redis") and f[2] not in ("", "-")}
     for key, value in (("timers", timers), ("queues", queues), ("task_instances", tis), ("endpoints", endpoints),
-                       ("sandbox", sandbox), ("db_member", member), ("db_replicas", replicas)):
+                       ("sandbox", sandbox), ("db_member", member), ("db_replicas", replicas),
+                       ("broker_member", broker_member)):
         if value:
             entry[key] = value
     return entry
@@ -158,9 +161,13 @@ def _task_instances(hosts: dict) -> tuple[list[str], bool]:
 PRIMARY_ROLES = ("primary", "master")  # Patroni before 3.0 said master
 
 
+def _members(data: dict, role: str) -> list[str]:
+    """The hosts with `role` (database, broker), which are a replicated service's members when there are several."""
+    return sorted(h for h, roles in (data.get("cluster_hosts") or {}).items() if role in roles)
+
+
 def _db_members(data: dict) -> list[str]:
-    """The hosts with the role database, which are a replicated database's members when there are several."""
-    return sorted(h for h, roles in (data.get("cluster_hosts") or {}).items() if "database" in roles)
+    return _members(data, "database")
 
 
 def _db_primaries(hosts: dict) -> list[str]:
@@ -198,6 +205,41 @@ def _database_members(data: dict) -> tuple[list[str], bool]:
     elif not streaming:
         parts.append("NO REPLICA: a loss of the primary loses the database")
     return ["PostgreSQL members (Patroni): " + ", ".join(parts)], healthy
+
+
+def _broker_masters(hosts: dict) -> list[str]:
+    return sorted(h for h, v in hosts.items() if (v.get("broker_member") or {}).get("role") == "master")
+
+
+def _broker_members(data: dict) -> tuple[list[str], bool]:
+    """A replicated broker's members (the hosts with the role broker, when there are several): each one's role as its
+    Redis says, and a replica's link to its master. Healthy: one master, every other member a replica linked to it."""
+    members = _members(data, "broker")
+    if len(members) < 2:
+        return [], True
+    hosts = data.get("hosts") or {}
+    masters = _broker_masters(hosts)
+    parts, healthy = [], len(masters) == 1
+    for h in members:
+        member = (hosts.get(h) or {}).get("broker_member")
+        if h not in hosts:
+            parts.append(f"{h} UNREACHABLE")
+            healthy = False
+        elif not member or member["role"] == "?":
+            parts.append(f"{h} Redis did not answer")
+            healthy = False
+        elif member["role"] == "master":
+            parts.append(f"{h} master")
+        else:
+            parts.append(f"{h} replica (link {member['link']})")
+            healthy &= member["link"] == "up"
+    if not masters:
+        parts.append("NO MASTER")
+    elif len(masters) > 1:
+        parts.append(f"SEVERAL MASTERS ({', '.join(masters)}): Sentinel is turning the old ones into replicas")
+    elif len(masters) == len([h for h in members if h in hosts]):
+        parts.append("NO REPLICA: a loss of the master loses the queues")
+    return ["Redis members (Sentinel): " + ", ".join(parts)], healthy
 
 
 def _workers(data: dict) -> tuple[str, bool]:
@@ -257,13 +299,18 @@ def cluster_state(data: dict, healthy: bool) -> tuple[str, str]:
     if healthy:
         return "healthy", "Cluster healthy."
     _, missing = _unreachable(data)
-    # A replicated database works on while a member is primary: a lost member alone is not essential.
+    # A replicated database works on while a member is primary, a replicated broker while a member is master: a lost
+    # member alone is not essential.
     replicated = len(_db_members(data)) > 1
-    essential_roles = tuple(r for r in ESSENTIAL_ROLES if not (replicated and r == "database"))
+    broker_replicated = len(_members(data, "broker")) > 1
+    essential_roles = tuple(r for r in ESSENTIAL_ROLES if not (replicated and r == "database")
+                            and not (broker_replicated and r == "broker"))
     essential = [f"{h} ({', '.join(r for r in roles if r in essential_roles)}) unreachable"
                  for h, roles in sorted(missing.items()) if set(roles) & set(essential_roles)]
     if replicated and not _db_primaries(data.get("hosts") or {}):
         essential.append("the replicated database has no primary")
+    if broker_replicated and not _broker_masters(data.get("hosts") or {}):
+        essential.append("the replicated broker has no master")
     health = data.get("health") or {}
     expected = data.get("workers_expected") or []
     online = [w for w in expected if (data.get("flower") or {}).get(f"celery@{w}")]
@@ -317,9 +364,10 @@ def status_report(data: dict) -> tuple[list[str], bool]:
             sorted({v["endpoints"][svc] for v in hosts.values() if svc in v.get("endpoints", {})}))
         lines.append(f"{name} {endpoint}: {where}")
 
-    more, ok = _database_members(data)
-    lines += more
-    healthy &= ok
+    for part in (_database_members, _broker_members):
+        more, ok = part(data)
+        lines += more
+        healthy &= ok
     for part in (_queues, _task_instances, _timer_table):
         more, ok = part(hosts)
         lines += more

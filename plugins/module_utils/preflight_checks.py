@@ -372,19 +372,18 @@ def workers_down(c: Cluster) -> list[str]:
     return []
 
 
-def database_quorum_and_one_broker(c: Cluster) -> list[str]:
+def database_and_broker_quorum(c: Cluster) -> list[str]:
     """One database host, or three or more: Patroni's etcd keeps working while a majority of its members answer, and
-    two members have no majority once one is lost. One broker host (Redis is not replicated yet)."""
+    two members have no majority once one is lost. The same for the broker: Redis Sentinel needs a majority of its
+    Sentinels to elect a new master."""
     problems = []
-    hosts = c.group(rules.POSTGRES)
-    if len(hosts) == 2:
-        problems.append(f"group {rules.POSTGRES} has 2 hosts ({', '.join(hosts)}): a replicated database needs a "
-                        f"majority of its hosts to choose a primary, and 2 hosts have none once one is lost: list 3 "
-                        f"(or more) hosts under {rules.POSTGRES}, or 1 for a database without replication")
-    hosts = c.group(rules.REDIS)
-    if len(hosts) > 1:
-        problems.append(f"group {rules.REDIS} has {len(hosts)} hosts ({', '.join(hosts)}); it takes one host (no "
-                        f"replication): keep one host under {rules.REDIS}, or remove the group to run it on the master")
+    for group, what, service in (
+            (rules.POSTGRES, "a replicated database needs a majority of its hosts to choose a primary", "database"),
+            (rules.REDIS, "a replicated broker needs a majority of its Sentinels to choose a new master", "broker")):
+        hosts = c.group(group)
+        if len(hosts) == 2:
+            problems.append(f"group {group} has 2 hosts ({', '.join(hosts)}): {what}, and 2 hosts have none once one "
+                            f"is lost: list 3 (or more) hosts under {group}, or 1 for a {service} without replication")
     return problems
 
 
@@ -995,7 +994,7 @@ def port_clashes(c: Cluster) -> list[str]:
 
 
 INVENTORY_CHECKS = (known_groups, renamed_settings, argument_specs, one_master, some_worker, master_not_worker,
-                    database_quorum_and_one_broker,
+                    database_and_broker_quorum,
                     one_monitoring_host, workers_down, distinct_ssh_addresses, value_ranges,
                     heartbeat_timeout, supported_version, url_prefixes, prometheus_durations, alert_receiver,
                     package_index, tls_and_allow_lists, extra_requirements, extra_wheels, plugins_and_shared_volumes,
