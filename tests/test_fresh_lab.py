@@ -168,6 +168,34 @@ def finished_rows(host: str) -> tuple[set, set]:
     return {r for r in rows if len(r) == 3}, {r for r in rows if len(r) == 5}
 
 
+def a_mapped_run_outlives_a_power_cut(lab: Path, api, victim: str, what: tuple[str, str], limit: float,
+                                      successor) -> tuple[str, float]:
+    """A run of 100 mapped tasks; once 10 succeeded, `victim` (the holder of what[0]) loses power. successor() names
+    the host that took over (None until one has): within `limit` seconds. The run then ends in success without anyone,
+    and every run and task instance finished before the cut is still there (read on the database's primary).
+    Returns the successor and the time of the cut."""
+    run = api.call("/dags/mapped_probe/dagRuns", {"logical_date": None, "conf": {"count": 100}})["dag_run_id"]
+    # The run's successful task instances: `items` and 10 mapped `work` ones.
+    done = f"{run_path(run, 'mapped_probe')}/taskInstances?state=success&limit=1"
+    api.wait("10 mapped tasks to succeed", lambda: answered(lambda: api.call(done)["total_entries"] >= 11),
+             timeout=300)
+    runs_before, tis_before = finished_rows(leader())
+    cut = time.monotonic()
+    subprocess.run([str(CLI), "lab", "stop", "--force", victim], check=True)
+    new = wait_for(f"a new {what[1]}", successor, 60, 0.5)
+    took = time.monotonic() - cut
+    print(f"{what[0]} {victim} powered off: {new} {what[1]} after {took:.1f}s")
+    DRILL_TIMES.append((f"{what[0]} powered off: {new} {what[1]} (the run goes on)", took))
+    assert took <= limit
+    api = api_up(lab)
+    assert wait_finished(api, [run], timeout=900, dag_id="mapped_probe") == {run: "success"}, tries(api, [run])
+    runs, tis = finished_rows(leader(victim))
+    assert runs_before <= runs and tis_before <= tis
+    print(f"before the cut: {len(runs_before)} runs, {len(tis_before)} task instances finished; after the run:"
+          f" {len(runs)} runs, {len(tis)} task instances")
+    return new, cut
+
+
 def test_database_drill_replicated_by_one_run_and_a_lost_primary_loses_nothing(fresh):
     """Issue 33, drill 1. site.yml turns the master's database into a replicated one on the master, spare1 and spare2,
     keeping its data, with a run in flight (and its broker too: drill 2). Then, with a run of 100 mapped tasks in
@@ -207,25 +235,8 @@ def test_database_drill_replicated_by_one_run_and_a_lost_primary_loses_nothing(f
     api = push_probe(lab, dags)
     api.wait("mapped_probe to be parsed",
              lambda: answered(lambda: api.call("/dags?dag_id_pattern=mapped_probe")["total_entries"]), timeout=120)
-    run = api.call("/dags/mapped_probe/dagRuns", {"logical_date": None, "conf": {"count": 100}})["dag_run_id"]
-    # The run's successful task instances: `items` and 10 mapped `work` ones.
-    done = f"{run_path(run, 'mapped_probe')}/taskInstances?state=success&limit=1"
-    api.wait("10 mapped tasks to succeed", lambda: answered(lambda: api.call(done)["total_entries"] >= 11),
-             timeout=300)
-    runs_before, tis_before = finished_rows(sync)
-    cut = time.monotonic()
-    subprocess.run([str(CLI), "lab", "stop", "--force", sync], check=True)
-    new = wait_for("a new primary", lambda: leader(sync), 60, 0.5)
-    failover = time.monotonic() - cut
-    print(f"primary {sync} powered off: {new} primary after {failover:.1f}s")
-    DRILL_TIMES.append((f"database primary powered off: {new} primary (the run goes on)", failover))
-    assert failover <= 30
-    api = api_up(lab)
-    assert wait_finished(api, [run], timeout=900, dag_id="mapped_probe") == {run: "success"}, tries(api, [run])
-    runs, tis = finished_rows(new)
-    assert runs_before <= runs and tis_before <= tis
-    print(f"before the cut: {len(runs_before)} runs, {len(tis_before)} task instances finished; after the run:"
-          f" {len(runs)} runs, {len(tis)} task instances")
+    new, cut = a_mapped_run_outlives_a_power_cut(lab, api, sync, ("database primary", "primary"), 30,
+                                                 lambda: leader(sync))
     # Powered on again, it rejoins as a replica by itself; then verify (which reads every host) passes.
     subprocess.run([str(CLI), "lab", "start", sync], check=True)
     wait_for(f"{sync} to stream from {new} again", lambda: members()[sync]["State"] == "streaming", 180, 1)
@@ -275,26 +286,10 @@ def test_broker_drill_a_lost_master_is_replaced_and_the_run_goes_on(fresh):
         return None
 
     target = wait_for(f"the broker's master to move to one of {candidates}", on_a_candidate, 120, 3)
-    api = api_up(lab)
-    run = api.call("/dags/mapped_probe/dagRuns", {"logical_date": None, "conf": {"count": 100}})["dag_run_id"]
-    done = f"{run_path(run, 'mapped_probe')}/taskInstances?state=success&limit=1"
-    api.wait("10 mapped tasks to succeed", lambda: answered(lambda: api.call(done)["total_entries"] >= 11),
-             timeout=300)
-    runs_before, tis_before = finished_rows(leader())
-    cut = time.monotonic()
-    subprocess.run([str(CLI), "lab", "stop", "--force", target], check=True)
-    new = wait_for("a new broker master", lambda: next(
-        (m for m in [broker_master(target)] if m not in (None, target)), None), 60, 0.5)
-    failover = time.monotonic() - cut
-    print(f"broker master {target} powered off: {new} master after {failover:.1f}s")
-    DRILL_TIMES.append((f"broker master powered off: {new} master (the run goes on)", failover))
-    assert failover <= 15
-    api = api_up(lab)
-    assert wait_finished(api, [run], timeout=900, dag_id="mapped_probe") == {run: "success"}, tries(api, [run])
-    runs, tis = finished_rows(leader())
-    assert runs_before <= runs and tis_before <= tis
-    print(f"before the cut: {len(runs_before)} runs, {len(tis_before)} task instances finished; after the run:"
-          f" {len(runs)} runs, {len(tis)} task instances")
+    def successor():
+        return next((m for m in [broker_master(target)] if m not in (None, target)), None)
+
+    new, cut = a_mapped_run_outlives_a_power_cut(lab, api_up(lab), target, ("broker master", "master"), 15, successor)
     # Powered on again, it starts as a master of its own and the Sentinels make it a replica of the new one.
     subprocess.run([str(CLI), "lab", "start", target], check=True)
     wait_for(f"{target} to follow {new}", lambda: broker_roles().get(target) == "slave up", 120, 1)
