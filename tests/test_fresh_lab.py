@@ -2,10 +2,10 @@
 on shared sshfs volumes, two schedulers and api-servers (worker1 in airflow_schedulers), Airflow 3.3.1 first.
 It is deployed by the previous release of this project (PREVIOUS_RELEASE, a git worktree; its lock differs from
 this tree's) and taken over by this tree with runs in flight (docs/upgrades.md). On it then: the database drill (a
-run of site.yml makes the master's database a replicated one on the master and the two spares, then its primary
-loses power), the HA drill, the upgrade drill to 3.3.2 with runs in flight, and the restore drill with the main lab's
-dump and credentials (the machines are new, the control node kept its files), both on the replicated database. Then
-a re-run changes nothing."""
+run of site.yml makes the master's database and broker replicated ones on the master and the two spares, then the
+database's primary loses power), the broker drill (the Redis master loses power), the HA drill, the upgrade drill to
+3.3.2 with runs in flight, and the restore drill with the main lab's dump and credentials (the machines are new, the
+control node kept its files), all on the replicated database and broker. Then a re-run changes nothing."""
 
 import json
 import os
