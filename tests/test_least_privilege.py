@@ -188,39 +188,55 @@ def test_a_deferred_task_waits_in_the_triggerer_and_resumes_on_its_worker(runs):
         assert result["event"] not in ("", "None"), result  # the trigger's event (its moment) reached the task
 
 
-def render_secrets_env(value: str) -> str:
+def render_secrets_env(value: str, replicated: bool = False) -> str:
     """roles/airflow_node/templates/secrets.env.j2 as Ansible renders it (its filters, trim_blocks), for Flower with a
-    password holding every character sh and systemd treat specially."""
+    password holding every character sh and systemd treat specially; `replicated`: with a replicated broker (every
+    Sentinel's URL, and the Sentinel login's JSON with that password)."""
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "roles" / "airflow_node" / "templates"),
                              trim_blocks=True, undefined=jinja2.StrictUndefined)
     env.filters.update(FilterModule().filters())
+    broker = {"AIRFLOW__CELERY__BROKER_URL": "redis"}
+    if replicated:
+        broker["AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__SENTINEL_KWARGS"] = "sentinel"
     return env.get_template("secrets.env.j2").render(
         item="flower", ansible_managed="test", airflow_node_secret_components=["flower"], airflow_node_cli_secrets=[],
         airflow_node_component_secrets={"flower": ["flower_auth", "broker"]},
         airflow_node_secret_environment={"flower_auth": {"AIRFLOW__CELERY__FLOWER_BASIC_AUTH": value},
-                                         "broker": {"AIRFLOW__CELERY__BROKER_URL": "redis"}},
+                                         "broker": broker},
         airflow_node_redis_users={"flower": {"user": "airflow-flower", "password": value}},
+        airflow_model={"broker_replicated": replicated, "redis_hosts": ["rd1", "rd2", "rd3"]},
+        airflow_addresses={"rd1": "10.0.0.1", "rd2": "10.0.0.2", "rd3": "10.0.0.3"}, airflow_sentinel_port=26379,
+        airflow_node_sentinel_kwargs={"username": "airflow-sentinel-client", "password": value, "retry": None},
         airflow_redis_address="127.0.0.1", airflow_redis_port=6379, airflow_redis_db=0)
 
 
 def test_a_secret_with_any_character_reaches_a_unit_and_the_airflow_command_unchanged(lab):
     """The secrets files are read by systemd (EnvironmentFile=) and by sh (the `airflow` command): one quoting for
-    both, checked with the lab's own systemd and sh."""
+    both, checked with the lab's own systemd and sh; also a replicated broker's Sentinel URLs and login."""
     value = "a'b\"c$HOME\\d e`id`;#x\nsecond line"
     rendered = render_secrets_env(value)
+    replicated = render_secrets_env(value, replicated=True)
     # The broker URL carries the password URL-encoded, so it is written single-quoted as it is.
     url = next(line for line in rendered.splitlines() if line.startswith("AIRFLOW__CELERY__BROKER_URL="))
     url = url.split("=", 1)[1].strip("'")
     assert "'" not in url and url.startswith("redis://airflow-flower:a%27b")
+    urls = next(line for line in replicated.splitlines() if line.startswith("AIRFLOW__CELERY__BROKER_URL="))
+    urls = urls.split("=", 1)[1].strip("'")
+    assert urls.split(";")[2].startswith("sentinel://airflow-flower:a%27b") and urls.endswith("@10.0.0.3:26379/0")
+    expected = {"AIRFLOW__CELERY__FLOWER_BASIC_AUTH": value, "AIRFLOW__CELERY__BROKER_URL": url}
+    expected_replicated = {"AIRFLOW__CELERY__BROKER_URL": urls,
+                           "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__SENTINEL_KWARGS": json.dumps(
+                               {"username": "airflow-sentinel-client", "password": value, "retry": None})}
     master = find_machine("master")
     path = "/run/airflow-cluster-quoting-test.env"
-    assert machine_ssh(master, f"umask 077; cat > {path}", stdin=rendered).returncode == 0
     try:
-        for reader in (f"systemd-run --quiet --pipe --wait -p EnvironmentFile={path} /usr/bin/printenv",
-                       f"sh -c 'set -a; . {path}; set +a; exec printenv \"$0\"'"):
-            proc = machine_ssh(master, f"{reader} AIRFLOW__CELERY__FLOWER_BASIC_AUTH")
-            assert proc.returncode == 0 and proc.stdout == value + "\n", (reader, proc.stdout, proc.stderr)
-            proc = machine_ssh(master, f"{reader} AIRFLOW__CELERY__BROKER_URL")
-            assert proc.returncode == 0 and proc.stdout == url + "\n", (reader, proc.stdout, proc.stderr)
+        for text, variables in ((rendered, expected), (replicated, expected_replicated)):
+            assert machine_ssh(master, f"umask 077; cat > {path}", stdin=text).returncode == 0
+            for reader in (f"systemd-run --quiet --pipe --wait -p EnvironmentFile={path} /usr/bin/printenv",
+                           f"sh -c 'set -a; . {path}; set +a; exec printenv \"$0\"'"):
+                for name, wanted in variables.items():
+                    proc = machine_ssh(master, f"{reader} {name}")
+                    assert proc.returncode == 0 and proc.stdout == wanted + "\n", (reader, name, proc.stdout,
+                                                                                   proc.stderr)
     finally:
         machine_ssh(master, f"rm -f {path}")
