@@ -204,8 +204,8 @@ def render_secrets_env(value: str, replicated: bool = False) -> str:
         airflow_node_secret_environment={"flower_auth": {"AIRFLOW__CELERY__FLOWER_BASIC_AUTH": value},
                                          "broker": broker},
         airflow_node_redis_users={"flower": {"user": "airflow-flower", "password": value}},
-        airflow_model={"broker_replicated": replicated, "redis_hosts": ["rd1", "rd2", "rd3"]},
-        airflow_addresses={"rd1": "10.0.0.1", "rd2": "10.0.0.2", "rd3": "10.0.0.3"}, airflow_sentinel_port=26379,
+        airflow_model={"broker_replicated": replicated},
+        airflow_redis_addresses=["10.0.0.1", "10.0.0.2", "10.0.0.3"], airflow_sentinel_port=26379,
         airflow_node_sentinel_kwargs={"username": "airflow-sentinel-client", "password": value, "retry": None},
         airflow_redis_address="127.0.0.1", airflow_redis_port=6379, airflow_redis_db=0)
 
